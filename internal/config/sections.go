@@ -1,0 +1,142 @@
+package config
+
+import (
+	"net"
+	"strconv"
+	"strings"
+)
+
+// config reads the whole document.
+func (p *parser) config(doc map[string]any) *Config {
+	cfg := Default()
+	root := p.newTable(nil, doc)
+	if t := root.sub("server"); t != nil {
+		p.server(t, &cfg.Server)
+	}
+	if v, key, ok := root.take("auth"); ok {
+		if t, ok := p.asTable(key, v); ok {
+			cfg.Auth = p.auth(t)
+		}
+	}
+	if t := root.sub("downstream"); t != nil {
+		p.downstream(t, &cfg.Downstream)
+	}
+	if t := root.sub("upstream"); t != nil {
+		p.upstream(t, &cfg.Upstream)
+	}
+	if v, key, ok := root.take("channel"); ok {
+		cfg.Channels = p.channels(key, v, cfg.Upstream, cfg.Server.Dashboard)
+	}
+	root.done()
+	return cfg
+}
+
+func (p *parser) server(t *table, s *Server) {
+	if v, key, ok := t.text("listen"); ok {
+		if validListen(v.val) {
+			s.Listen = v.val
+		} else {
+			p.add(key, `must be host:port, like ":8080" or "127.0.0.1:8080", not %s`, v)
+		}
+	}
+	if origins, key, ok := t.texts("cors_origins"); ok {
+		s.CORSOrigins = nil
+		for i, o := range origins {
+			if o.val == "" {
+				p.add(key.index(i), "empty origin")
+				continue
+			}
+			s.CORSOrigins = append(s.CORSOrigins, o.val)
+		}
+	}
+	t.integer("max_clients", &s.MaxClients, 1)
+	t.integer("max_clients_per_ip", &s.MaxClientsPerIP, 0)
+	t.oneOf("overload", &s.Overload, OverloadRetry, OverloadReject)
+	t.duration("shutdown_grace", &s.ShutdownGrace, false)
+	t.boolean("dashboard", &s.Dashboard)
+	t.str("tls_cert", &s.TLSCert)
+	t.str("tls_key", &s.TLSKey)
+	t.done()
+
+	switch {
+	case s.TLSCert != "" && s.TLSKey == "":
+		p.add(t.key.child("tls_cert"), "tls_key must be set too")
+	case s.TLSCert == "" && s.TLSKey != "":
+		p.add(t.key.child("tls_key"), "tls_cert must be set too")
+	}
+}
+
+// validListen reports whether s is host:port with a numeric port.
+func validListen(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && strconv.FormatUint(n, 10) == port
+}
+
+func (p *parser) auth(t *table) *Auth {
+	a := &Auth{}
+	before := len(p.problems)
+	if tokens, key, ok := t.texts("tokens"); ok {
+		for i, tok := range tokens {
+			switch {
+			case tok.val == "":
+				p.add(key.index(i), "empty token")
+			case strings.IndexFunc(tok.val, isSpaceOrControl) >= 0:
+				p.add(key.index(i), "a token must not contain spaces or control characters")
+			default:
+				a.Tokens = append(a.Tokens, tok.val)
+			}
+		}
+	}
+	t.str("jwt_secret", &a.JWTSecret)
+	t.str("jwt_public_key", &a.JWTPublicKey)
+	t.done()
+
+	switch {
+	case a.JWTSecret != "" && a.JWTPublicKey != "":
+		p.add(t.blame("jwt_public_key"), "set jwt_secret or jwt_public_key, not both")
+	case len(a.Tokens) == 0 && a.JWTSecret == "" && a.JWTPublicKey == "" && len(p.problems) == before:
+		p.add(t.key, "no tokens, jwt_secret or jwt_public_key: only public channels could be opened")
+	}
+	return a
+}
+
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f
+}
+
+func (p *parser) downstream(t *table, d *Downstream) {
+	t.duration("heartbeat", &d.Heartbeat, true)
+	t.duration("retry", &d.Retry, false)
+	t.integer("queue", &d.Queue, 1)
+	t.duration("write_timeout", &d.WriteTimeout, true)
+	t.done()
+}
+
+// upstream reads [upstream] or [channel.upstream] over u, which holds the
+// defaults, and checks the keys that depend on each other where this table
+// sets one of them.
+func (p *parser) upstream(t *table, u *Upstream) {
+	t.duration("ping_interval", &u.PingInterval, false)
+	t.duration("pong_timeout", &u.PongTimeout, false)
+	t.duration("read_timeout", &u.ReadTimeout, false)
+	t.duration("backoff_min", &u.BackoffMin, true)
+	t.duration("backoff_max", &u.BackoffMax, true)
+	t.size("max_message", &u.MaxMessage)
+	t.done()
+
+	if (t.has("ping_interval") || t.has("pong_timeout")) && u.PingInterval > 0 {
+		switch {
+		case u.PongTimeout == 0:
+			p.add(t.blame("pong_timeout", "ping_interval"), "pong_timeout must be more than 0s while pings are on")
+		case u.PongTimeout >= u.PingInterval:
+			p.add(t.blame("pong_timeout", "ping_interval"), "pong_timeout (%s) must be less than ping_interval (%s)", u.PongTimeout, u.PingInterval)
+		}
+	}
+	if (t.has("backoff_min") || t.has("backoff_max")) && u.BackoffMin > u.BackoffMax {
+		p.add(t.blame("backoff_min", "backoff_max"), "backoff_min (%s) must not be more than backoff_max (%s)", u.BackoffMin, u.BackoffMax)
+	}
+}

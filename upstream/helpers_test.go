@@ -1,0 +1,233 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
+)
+
+// waitTimeout is generous: a slow shared machine must not flake.
+const waitTimeout = 10 * time.Second
+
+// srvConn is one connection accepted by the test upstream.
+type srvConn struct {
+	*websocket.Conn
+	req   *http.Request
+	n     int            // 1 for the first connection
+	pings chan time.Time // when each ping arrived
+}
+
+// readSubscribe reads n text frames, the subscribe frames.
+func (c *srvConn) readSubscribe(ctx context.Context, n int) ([]string, error) {
+	var got []string
+	for range n {
+		typ, b, err := c.Read(ctx)
+		if err != nil {
+			return got, err
+		}
+		if typ != websocket.MessageText {
+			return got, io.ErrUnexpectedEOF
+		}
+		got = append(got, string(b))
+	}
+	return got, nil
+}
+
+// discard reads until the connection ends, which answers pings, and
+// returns how it ended.
+func (c *srvConn) discard(ctx context.Context) error {
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// wsServer is a real WebSocket upstream on loopback.
+type wsServer struct {
+	*httptest.Server
+	conns chan *srvConn // every accepted connection
+	url   string        // ws:// URL of /feed
+}
+
+// newWSServer starts an upstream whose connections are served by handle;
+// handle's ctx is cancelled when the test ends.
+func newWSServer(t *testing.T, handle func(ctx context.Context, c *srvConn)) *wsServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &wsServer{conns: make(chan *srvConn, 100)}
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pings := make(chan time.Time, 1000)
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+			Subprotocols: []string{"feed.v1"},
+			OnPingReceived: func(context.Context, []byte) bool {
+				select {
+				case pings <- time.Now():
+				default:
+				}
+				return true
+			},
+		})
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
+		}
+		defer c.CloseNow()
+		mu.Lock()
+		n++
+		sc := &srvConn{Conn: c, req: r, n: n, pings: pings}
+		mu.Unlock()
+		s.conns <- sc
+		handle(ctx, sc)
+	}))
+	s.url = "ws" + strings.TrimPrefix(s.URL, "http") + "/feed"
+	t.Cleanup(s.Close)
+	t.Cleanup(cancel) // runs first: handlers return, then the server closes
+	return s
+}
+
+// client runs Run in the background and records what it reports.
+type client struct {
+	frames chan Frame
+	states chan Status
+	cancel context.CancelFunc
+	done   chan error
+
+	stopOnce sync.Once
+	stopErr  error
+	stopTook time.Duration
+}
+
+// startClient runs Run with opts; it is stopped when the test ends, before
+// the servers close.
+func startClient(t *testing.T, opts Options) *client {
+	t.Helper()
+	c := &client{
+		frames: make(chan Frame, 10000),
+		states: make(chan Status, 10000),
+		done:   make(chan error, 1),
+	}
+	if opts.OnFrame == nil {
+		opts.OnFrame = func(f Frame) { c.frames <- f }
+	}
+	opts.OnState = func(s Status) { c.states <- s }
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() { c.done <- Run(ctx, opts) }()
+	t.Cleanup(func() { c.stop(t) })
+	return c
+}
+
+// stop cancels Run and waits for it, failing the test if it hangs.
+func (c *client) stop(t *testing.T) error {
+	t.Helper()
+	c.stopOnce.Do(func() {
+		start := time.Now()
+		c.cancel()
+		select {
+		case c.stopErr = <-c.done:
+		case <-time.After(waitTimeout):
+			t.Fatal("Run did not return after its context was cancelled")
+		}
+		c.stopTook = time.Since(start)
+	})
+	return c.stopErr
+}
+
+// nextState returns the next reported status.
+func (c *client) nextState(t *testing.T) Status {
+	t.Helper()
+	return recv(t, c.states, "a state change")
+}
+
+// expectState returns the next reported status and fails unless it is in
+// state want.
+func (c *client) expectState(t *testing.T, want State) Status {
+	t.Helper()
+	st := c.nextState(t)
+	if st.State != want {
+		t.Fatalf("state = %v (err %v), want %v", st.State, st.Err, want)
+	}
+	return st
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// logBuffer collects log output; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the JSON log lines.
+func (b *logBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(b.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// testLogger logs to t and, if buf is not nil, to buf, as a channel's
+// sub-logger would.
+func testLogger(t *testing.T, buf *logBuffer) zerolog.Logger {
+	var w io.Writer = zerolog.NewTestWriter(t)
+	if buf != nil {
+		w = io.MultiWriter(w, buf)
+	}
+	return zerolog.New(w).Level(zerolog.DebugLevel).With().Str("channel", "prices").Logger()
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return strconv.Itoa(port)
+}
