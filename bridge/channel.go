@@ -1,0 +1,349 @@
+// Package bridge turns upstream WebSocket frames into events and fans them out to subscribers, with a replay buffer for resume.
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/upstream"
+)
+
+// Options configure a Channel.
+type Options struct {
+	// Name identifies the channel in logs, metrics and the dashboard.
+	Name string
+	// Group is the name of the template a channel was opened from, for
+	// reports that must not have one series per channel; set by
+	// Hub.OpenInGroup.
+	Group string
+	// Path is the URL path clients use, for status pages.
+	Path string
+	// Upstream configures the channel's upstream connection. OnFrame and
+	// OnState are set by the channel.
+	Upstream upstream.Options
+	// Lazy channels connect on their first subscriber and disconnect Linger
+	// after the last one leaves; others stay connected while open.
+	Lazy bool
+	// Linger is how long a lazy channel stays connected with no
+	// subscriber. Default 30s; negative disconnects as soon as the last
+	// subscriber leaves.
+	Linger time.Duration
+	// EventField names the JSON member (a top-level name or a JSON pointer
+	// such as "/a/b") whose string value is the event type. Empty: every
+	// event is "message".
+	EventField string
+	// DropBinary leaves binary frames out of SSE streams; by default they
+	// are sent base64-encoded.
+	DropBinary bool
+	// Replay is how many events are kept for resume. Default 1000;
+	// negative keeps none.
+	Replay int
+	// ReplayAge is how old a kept event may grow. Default 5m.
+	ReplayAge time.Duration
+	// ReplayOnConnect is how many kept events a subscriber with no resume
+	// id gets first. Default 0.
+	ReplayOnConnect int
+	// Queue is how many events a subscriber may fall behind before it is
+	// ended with ErrSlowClient. Default 1024.
+	Queue int
+	// StatusEvents publishes an "upstream" notice on each upstream state
+	// change.
+	StatusEvents bool
+	// Logger receives the channel's log lines; a "channel" field is added.
+	Logger zerolog.Logger
+	// OnIdle, if set, is called (without locks held) when a lazy channel
+	// has lingered with no subscriber and disconnected its upstream.
+	OnIdle func(*Channel)
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+// Channel is one upstream feed and its subscribers.
+type Channel struct {
+	opts Options
+	log  zerolog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // upstream runs
+
+	n counters
+
+	// mu guards everything below. Publishing takes it exclusively;
+	// subscribers read events under the read lock.
+	mu        sync.RWMutex
+	ring      ring
+	last      eventKey           // key of the newest event
+	lastTime  time.Time          // arrival of the newest event
+	subs      []*Subscription    // live subscribers; Subscription.idx is the position
+	clients   [numTransports]int // subscribers per transport
+	everUp    bool               // the upstream connected at least once
+	state     upstream.Status    // latest upstream state
+	stateTime time.Time          // when state was entered
+	gen       uint64             // current upstream run; frames of older runs are dropped
+	stop      context.CancelFunc // stops the current upstream run; nil when none
+	linger    *time.Timer        // pending linger stop, for lazy channels
+	closed    bool
+}
+
+// New returns a channel. A channel that is not lazy connects at once; a lazy
+// one on its first subscriber. Close releases it.
+func New(opts Options) *Channel {
+	if opts.Linger == 0 {
+		opts.Linger = 30 * time.Second
+	} else if opts.Linger < 0 {
+		opts.Linger = 0
+	}
+	if opts.Replay == 0 {
+		opts.Replay = 1000
+	} else if opts.Replay < 0 {
+		opts.Replay = 0
+	}
+	if opts.ReplayAge <= 0 {
+		opts.ReplayAge = 5 * time.Minute
+	}
+	opts.ReplayOnConnect = min(max(opts.ReplayOnConnect, 0), opts.Replay)
+	if opts.Queue <= 0 {
+		opts.Queue = 1024
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Channel{
+		opts: opts,
+		log:  opts.Logger.With().Str("channel", opts.Name).Logger(),
+	}
+	// A subscriber may start at the oldest event of the replay window and
+	// then fall a full queue behind: the ring has room for both, so that it
+	// never drops an event a subscriber in good standing has yet to read.
+	c.ring.size = opts.Replay + opts.Queue
+	c.state = upstream.Status{State: upstream.StateDown}
+	c.stateTime = opts.Now()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if !opts.Lazy {
+		c.mu.Lock()
+		c.startLocked()
+		c.mu.Unlock()
+	}
+	return c
+}
+
+// Name returns the channel's name.
+func (c *Channel) Name() string { return c.opts.Name }
+
+// Lazy reports whether the channel connects only while it has subscribers.
+func (c *Channel) Lazy() bool { return c.opts.Lazy }
+
+// Close disconnects the upstream, ends every subscription with ErrClosed
+// and waits for the upstream connection to be closed.
+func (c *Channel) Close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		if c.linger != nil {
+			c.linger.Stop()
+		}
+		c.stopLocked()
+		for len(c.subs) > 0 {
+			c.endLocked(c.subs[len(c.subs)-1], ErrClosed)
+		}
+	}
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// startLocked starts an upstream run unless one is going.
+func (c *Channel) startLocked() {
+	if c.stop != nil || c.closed {
+		return
+	}
+	ctx, stop := context.WithCancel(c.ctx)
+	c.stop = stop
+	c.gen++
+	gen := c.gen
+	c.state = upstream.Status{State: upstream.StateConnecting}
+	c.stateTime = c.opts.Now()
+	uo := c.opts.Upstream
+	uo.Logger = c.log
+	uo.OnFrame = func(f upstream.Frame) { c.publish(gen, f) }
+	uo.OnState = func(s upstream.Status) { c.setState(gen, s) }
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := upstream.Run(ctx, uo); err != nil {
+			c.log.Error().Err(err).Msg("upstream cannot start; channel stays down")
+			c.setState(gen, upstream.Status{State: upstream.StateDown, Err: err})
+		}
+	}()
+}
+
+// stopLocked stops the current upstream run, if any. Its goroutine ends on
+// its own; Close waits for it.
+func (c *Channel) stopLocked() {
+	if c.stop == nil {
+		return
+	}
+	c.stop()
+	c.stop = nil
+	c.gen++
+	c.state = upstream.Status{State: upstream.StateDown}
+	c.stateTime = c.opts.Now()
+}
+
+// publish turns an upstream frame into an event and offers it to every
+// subscriber. It never blocks on a subscriber.
+func (c *Channel) publish(gen uint64, f upstream.Frame) {
+	name := "message"
+	if !f.Binary {
+		name = eventName(f.Data, c.opts.EventField)
+	}
+	now := c.opts.Now()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || c.closed {
+		return
+	}
+	key := nextKey(c.last, now)
+	id := key.String()
+	e := &Event{
+		ID: id, Name: name, Data: f.Data, Binary: f.Binary, Time: now, key: key,
+		SSE:  encodeSSE(id, name, f.Data, f.Binary, c.opts.DropBinary),
+		JSON: encodeJSON(id, name, f.Data, f.Binary),
+	}
+	c.last, c.lastTime = key, now
+	c.n.eventsIn.Add(1)
+	c.pushLocked(e)
+}
+
+// pushLocked appends e to the ring and wakes every subscriber, ending the
+// ones that fell more than a queue behind. Then it lets go of the events
+// that are out of the replay window and that no subscriber has yet to read.
+func (c *Channel) pushLocked(e *Event) {
+	c.ring.push(e)
+	head := c.ring.head
+	limit := uint64(c.opts.Queue)
+	keep := head // the oldest event a subscriber has yet to read
+	for i := 0; i < len(c.subs); {
+		s := c.subs[i]
+		next := s.next.Load()
+		if head-max(next, s.join) > limit {
+			c.slowLocked(s)
+			continue // s was swapped out of position i
+		}
+		keep = min(keep, next)
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		i++
+	}
+	from := head - min(head, uint64(c.opts.Replay))
+	c.ring.trim(keep, from, e.Time.Add(-c.opts.ReplayAge))
+}
+
+func (c *Channel) slowLocked(s *Subscription) {
+	c.n.slow.Add(1)
+	c.log.Warn().Uint64("subscription", s.num).Int("queue", c.opts.Queue).
+		Msg("client fell a full queue behind; disconnecting it (it can resume with Last-Event-ID)")
+	c.endLocked(s, ErrSlowClient)
+}
+
+// setState records an upstream state change and, with StatusEvents,
+// publishes it as a notice.
+func (c *Channel) setState(gen uint64, s upstream.Status) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || c.closed {
+		return
+	}
+	c.state, c.stateTime = s, c.opts.Now()
+	if s.State == upstream.StateUp {
+		if c.everUp {
+			c.n.reconnects.Add(1)
+		}
+		c.everUp = true
+	}
+	if !c.opts.StatusEvents || s.State == upstream.StateConnecting {
+		return
+	}
+	n := noticeData{State: s.State.String()}
+	if s.State == upstream.StateDown {
+		if s.Err != nil {
+			n.Error = s.Err.Error()
+		}
+		ms := s.RetryIn.Milliseconds()
+		n.RetryInMs = &ms
+	}
+	data, _ := json.Marshal(n)
+	now := c.opts.Now()
+	c.pushLocked(&Event{
+		Name: "upstream", Data: data, Time: now, key: c.last, notice: true,
+		SSE:  sse.AppendEvent(nil, "", "upstream", data),
+		JSON: encodeJSON("", "upstream", data, false),
+	})
+}
+
+// Info is a snapshot of a channel for status pages.
+type Info struct {
+	Name          string
+	Group         string // Options.Group
+	Path          string // Options.Path
+	Lazy          bool
+	State         upstream.Status
+	StateSince    time.Time
+	LastEventID   string
+	LastEventTime time.Time // zero when no event arrived yet
+	Stats
+}
+
+// Clients returns the number of subscribers over every transport.
+func (inf *Info) Clients() int {
+	n := 0
+	for _, c := range inf.Stats.Clients {
+		n += c
+	}
+	return n
+}
+
+// Info returns a snapshot of the channel.
+func (c *Channel) Info() Info {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	inf := Info{
+		Name: c.opts.Name, Group: c.opts.Group, Path: c.opts.Path, Lazy: c.opts.Lazy,
+		State: c.state, StateSince: c.stateTime, LastEventTime: c.lastTime,
+		Stats: Stats{
+			EventsIn: c.n.eventsIn.Load(), SlowClients: c.n.slow.Load(),
+			Subscriptions: c.n.subscriptions.Load(), Reconnects: c.n.reconnects.Load(),
+			ReplayHits: c.n.replayHits.Load(), Gaps: c.n.gaps.Load(),
+			Clients: c.clients,
+		},
+	}
+	for i := range inf.EventsOut {
+		inf.EventsOut[i] = c.n.eventsOut[i].Load()
+		inf.BytesOut[i] = c.n.bytesOut[i].Load()
+	}
+	if !c.lastTime.IsZero() {
+		inf.LastEventID = c.last.String()
+	}
+	return inf
+}
+
+// closeIfIdle marks the channel closed if it has no subscriber and no
+// upstream run, and reports whether it did. The caller then calls Close.
+func (c *Channel) closeIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.subs) > 0 || c.stop != nil || c.closed {
+		return false
+	}
+	c.closed = true
+	return true
+}

@@ -1,0 +1,69 @@
+package bridge
+
+import "sync/atomic"
+
+// Transport names the way a subscriber is served, for counting.
+type Transport uint8
+
+// Transports.
+const (
+	TransportSSE Transport = iota
+	TransportWebSocket
+	numTransports
+)
+
+func (t Transport) String() string {
+	switch t {
+	case TransportSSE:
+		return "sse"
+	case TransportWebSocket:
+		return "websocket"
+	}
+	return "unknown"
+}
+
+// Transports lists every transport, for reporting.
+var Transports = []Transport{TransportSSE, TransportWebSocket}
+
+// Stats are a channel's counters. Counters only grow; Clients is a gauge.
+type Stats struct {
+	EventsIn      uint64 // events published
+	SlowClients   uint64 // subscribers ended for falling a queue behind
+	Subscriptions uint64 // subscriptions made
+	Reconnects    uint64 // upstream connections made after the first
+	ReplayHits    uint64 // resumes from an id the buffer held
+	Gaps          uint64 // resumes from an id it did not hold
+	// Per transport, indexed by Transport.
+	Clients   [numTransports]int
+	EventsOut [numTransports]uint64 // events written to clients
+	BytesOut  [numTransports]uint64 // bytes written to clients
+}
+
+// Add adds o's counters and gauges to s.
+func (s *Stats) Add(o Stats) {
+	s.EventsIn += o.EventsIn
+	s.SlowClients += o.SlowClients
+	s.Subscriptions += o.Subscriptions
+	s.Reconnects += o.Reconnects
+	s.ReplayHits += o.ReplayHits
+	s.Gaps += o.Gaps
+	for i := range s.Clients {
+		s.Clients[i] += o.Clients[i]
+		s.EventsOut[i] += o.EventsOut[i]
+		s.BytesOut[i] += o.BytesOut[i]
+	}
+}
+
+// counters are a channel's live counters; atomics, so that no lock is
+// taken to count.
+type counters struct {
+	eventsIn, slow, subscriptions, reconnects, replayHits, gaps atomic.Uint64
+	eventsOut, bytesOut                                         [numTransports]atomic.Uint64
+}
+
+// Delivered counts events and bytes written to the subscriber's client.
+// Call it once per write, not per event.
+func (s *Subscription) Delivered(events, bytes int) {
+	s.c.n.eventsOut[s.transport].Add(uint64(events))
+	s.c.n.bytesOut[s.transport].Add(uint64(bytes))
+}
