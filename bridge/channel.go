@@ -125,11 +125,14 @@ func New(opts Options) *Channel {
 	c.state = upstream.Status{State: upstream.StateDown}
 	c.stateTime = opts.Now()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.mu.Lock()
 	if !opts.Lazy {
-		c.mu.Lock()
 		c.startLocked()
-		c.mu.Unlock()
+	} else if opts.OnIdle != nil {
+		// A channel nobody subscribes to goes idle too.
+		c.scheduleLingerLocked()
 	}
+	c.mu.Unlock()
 	return c
 }
 

@@ -12,10 +12,16 @@ func TestHub(t *testing.T) {
 	h := NewHub()
 	t.Cleanup(h.Close)
 	opts := func(name string) Options {
+		// Only t/a goes idle during the test; the others are never
+		// subscribed to for a while and would otherwise close too.
+		linger := time.Minute
+		if name == "t/a" {
+			linger = 20 * time.Millisecond
+		}
 		return Options{
 			Name:     name,
 			Upstream: upstreamOpts(f, "/"+name),
-			Linger:   20 * time.Millisecond,
+			Linger:   linger,
 			Logger:   testLogger(t),
 		}
 	}
@@ -108,5 +114,26 @@ func TestHub(t *testing.T) {
 	}
 	if _, err := static.Subscribe(SubscribeOptions{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Hub.Close: %v", err)
+	}
+}
+
+// A templated channel opened but never subscribed to (its client was turned
+// away after the open) must not keep its slot.
+func TestHubUnusedGroupedChannelFreesItsSlot(t *testing.T) {
+	f := newFeed(t)
+	h := NewHub()
+	t.Cleanup(h.Close)
+	opts := Options{Name: "t/a", Upstream: upstreamOpts(f, "/t/a"), Linger: 20 * time.Millisecond, Logger: testLogger(t)}
+	a, err := h.OpenInGroup("t", 1, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return h.Get("t/a") == nil }, "the unused channel to close")
+	if _, err := a.Subscribe(SubscribeOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Subscribe on the closed channel: %v, want ErrClosed", err)
+	}
+	opts.Name = "t/b"
+	if _, err := h.OpenInGroup("t", 1, opts); err != nil {
+		t.Fatalf("the slot was not freed: %v", err)
 	}
 }
