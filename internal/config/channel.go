@@ -370,7 +370,7 @@ func (p *parser) checkReserved(e *entry, dashboard bool) bool {
 	}
 	reserved := slices.Clone(ReservedPaths)
 	if dashboard {
-		reserved = append(reserved, "/")
+		reserved = append(reserved, DashboardPaths...)
 	}
 	key := e.key.child("path")
 	for _, rp := range reserved {
@@ -381,6 +381,8 @@ func (p *parser) checkReserved(e *entry, dashboard bool) bool {
 			p.add(key, `%s matches "/", the dashboard; set server.dashboard = false to use it`, r.path)
 		case rp == "/":
 			continue
+		case r.norm == rp && dashboardAsset(rp):
+			p.add(key, "%s is a file of the dashboard; set server.dashboard = false to use it", r.path)
 		case r.norm == rp:
 			p.add(key, "%s is a built-in endpoint", r.path)
 		case strings.HasPrefix(r.norm, rp+"/"):
@@ -394,6 +396,8 @@ func (p *parser) checkReserved(e *entry, dashboard bool) bool {
 	}
 	return true
 }
+
+func dashboardAsset(p string) bool { return p != "/" && slices.Contains(DashboardPaths, p) }
 
 // checkCollisions reports a name or path that an earlier channel already has.
 func (p *parser) checkCollisions(e *entry, earlier []*entry) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -40,15 +41,18 @@ const (
 
 // Server is the [server] table.
 type Server struct {
-	Listen          string        // host:port; default ":8080"
-	CORSOrigins     []string      // allowed origins, "*" for any; default none
-	MaxClients      int           // all transports together, at least 1; default 10000
-	MaxClientsPerIP int           // 0: no per-IP cap (the default)
-	Overload        string        // OverloadRetry (the default) or OverloadReject
-	ShutdownGrace   time.Duration // 0: do not wait; default 10s
-	Dashboard       bool          // serve the dashboard at "/"; default true
-	TLSCert         string        // both set or both empty
-	TLSKey          string
+	Listen          string   // host:port; default ":8080"
+	CORSOrigins     []string // allowed origins, "*" for any; default none
+	MaxClients      int      // all transports together, at least 1; default 10000
+	MaxClientsPerIP int      // 0: no per-IP cap (the default)
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client, for max_clients_per_ip; by default none.
+	TrustedProxies []netip.Prefix
+	Overload       string        // OverloadRetry (the default) or OverloadReject
+	ShutdownGrace  time.Duration // 0: do not wait; default 10s
+	Dashboard      bool          // serve the dashboard at "/"; default true
+	TLSCert        string        // both set or both empty
+	TLSKey         string
 }
 
 // Auth is the [auth] table. Tokens may be combined with one of the JWT keys;
@@ -103,6 +107,10 @@ type Channel struct {
 // ReservedPaths are the built-in endpoints no channel may use or shadow, nor
 // sit under. "/" is reserved as well while server.dashboard is true.
 var ReservedPaths = []string{"/healthz", "/readyz", "/metrics", "/channels"}
+
+// DashboardPaths are the dashboard's page and files, reserved while
+// server.dashboard is on.
+var DashboardPaths = []string{"/", "/app.js", "/app.css"}
 
 // Default returns a configuration with every default and no channels.
 func Default() *Config {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -203,6 +204,11 @@ func TestProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "trusted proxies",
+			src:  "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\", \"::1\"]\n",
+			want: []string{`ws2sse.toml:2: server.trusted_proxies[1]: want an IP address or a CIDR prefix like "10.0.0.0/8", not "proxy.local"`},
+		},
+		{
 			name: "replay_on_connect over replay",
 			src:  channel + "replay = 10\nreplay_on_connect = 11\n",
 			want: []string{"ws2sse.toml:6: channel[0].replay_on_connect: replay_on_connect (11) must not be more than replay (10)"},
@@ -346,6 +352,11 @@ func TestProblems(t *testing.T) {
 				`ws2sse.toml:15: channel[3].path: "/" is the dashboard; set server.dashboard = false to use it`,
 				`ws2sse.toml:19: channel[4].path: "/channels/{id}" is under the built-in endpoint "/channels"`,
 			},
+		},
+		{
+			name: "dashboard files",
+			src:  "[[channel]]\nname = \"a\"\npath = \"/app.js\"\nurl = \"ws://x\"\n",
+			want: []string{`ws2sse.toml:3: channel[0].path: "/app.js" is a file of the dashboard; set server.dashboard = false to use it`},
 		},
 		{
 			name: "template matching the dashboard",
@@ -768,5 +779,19 @@ func TestByteOrderMark(t *testing.T) {
 	}
 	if cfg.Server.Listen != ":9090" {
 		t.Errorf("listen = %q", cfg.Server.Listen)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	cfg, err := Parse("ws2sse.toml", []byte("[server]\ntrusted_proxies = [\"10.1.2.3/8\", \"192.168.0.7\", \"::1\"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range cfg.Server.TrustedProxies {
+		got = append(got, p.String())
+	}
+	if want := "[10.0.0.0/8 192.168.0.7/32 ::1/128]"; fmt.Sprint(got) != want {
+		t.Errorf("trusted_proxies = %v, want %s", got, want)
 	}
 }

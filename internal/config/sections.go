@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -51,6 +52,17 @@ func (p *parser) server(t *table, s *Server) {
 	}
 	t.integer("max_clients", &s.MaxClients, 1)
 	t.integer("max_clients_per_ip", &s.MaxClientsPerIP, 0)
+	if proxies, key, ok := t.texts("trusted_proxies"); ok {
+		s.TrustedProxies = nil
+		for i, v := range proxies {
+			pfx, err := parsePrefix(v.val)
+			if err != nil {
+				p.add(key.index(i), "want an IP address or a CIDR prefix like \"10.0.0.0/8\", not %s", v)
+				continue
+			}
+			s.TrustedProxies = append(s.TrustedProxies, pfx)
+		}
+	}
 	t.oneOf("overload", &s.Overload, OverloadRetry, OverloadReject)
 	t.duration("shutdown_grace", &s.ShutdownGrace, false)
 	t.boolean("dashboard", &s.Dashboard)
@@ -64,6 +76,19 @@ func (p *parser) server(t *table, s *Server) {
 	case s.TLSCert == "" && s.TLSKey != "":
 		p.add(t.key.child("tls_key"), "tls_cert must be set too")
 	}
+}
+
+// parsePrefix parses a CIDR prefix, or a single address as a prefix of one.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // validListen reports whether s is host:port with a numeric port.
