@@ -1,0 +1,293 @@
+// Package downstream serves channels to clients over Server-Sent Events and WebSocket.
+package downstream
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ws2sse/ws2sse/bridge"
+	sseenc "github.com/ws2sse/ws2sse/internal/sse"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Heartbeat is how long a stream may stay silent before a comment line
+	// (SSE) is sent. Default 15s.
+	Heartbeat time.Duration
+	// Retry is the reconnection delay sent when an SSE stream opens.
+	// Default 2s; negative sends "retry: 0".
+	Retry time.Duration
+	// WriteTimeout bounds one write to one client. Default 10s.
+	WriteTimeout time.Duration
+	// ShutdownRetry is the reconnection delay sent to SSE clients when the
+	// server shuts down; each client gets a random delay between it and
+	// twice it, so they do not all come back at once. Default 500ms.
+	ShutdownRetry time.Duration
+	// OverloadReject answers a client over a limit with 503 and
+	// Retry-After; by default an SSE client is sent a long retry instead.
+	OverloadReject bool
+	// MaxClients caps the clients of every transport together; 0: no cap.
+	MaxClients int
+	// MaxClientsPerIP caps the clients of one IP address; 0: no cap.
+	MaxClientsPerIP int
+	// TrustedProxies are the proxies whose X-Forwarded-For header names
+	// the client's address for MaxClientsPerIP. Default none: the peer's
+	// address counts.
+	TrustedProxies []netip.Prefix
+	// Auth, if set, requires a token for every route that is not public.
+	Auth *Authorizer
+	// CORSOrigins are the origins allowed to read streams from a browser
+	// page of another origin ("https://app.example.com"); "*" allows any
+	// (without credentials). Same-origin requests are always allowed.
+	CORSOrigins []string
+	// Logger receives one line per client session and the server's errors.
+	Logger zerolog.Logger
+}
+
+// Server serves channels to clients.
+type Server struct {
+	opts Options
+	log  zerolog.Logger
+
+	anyOrigin bool
+	origins   map[string]bool // lower-case "scheme://host[:port]"
+
+	limits *limiter
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{} // closed by Shutdown
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Retry == 0 {
+		opts.Retry = 2 * time.Second
+	} else if opts.Retry < 0 {
+		opts.Retry = 0
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.ShutdownRetry <= 0 {
+		opts.ShutdownRetry = 500 * time.Millisecond
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		origins:  make(map[string]bool),
+		shutdown: make(chan struct{}),
+		limits:   newLimiter(opts.MaxClients, opts.MaxClientsPerIP, opts.TrustedProxies),
+	}
+	for _, o := range opts.CORSOrigins {
+		if o == "*" {
+			s.anyOrigin = true
+		}
+		s.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	return s
+}
+
+// Shutdown ends every stream: SSE clients are first told to reconnect soon,
+// to another instance or to this one once it is back. Handlers return
+// promptly after it.
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+// Resolver finds the channel a request is for. It returns ErrNotFound when
+// there is none, and bridge.ErrTooManyChannels when the channel cannot be
+// opened now.
+type Resolver func(*http.Request) (*bridge.Channel, error)
+
+// ErrNotFound is returned by a Resolver for a request that names no channel.
+var ErrNotFound = errors.New("no such channel")
+
+// Static returns a Resolver that always finds ch.
+func Static(ch *bridge.Channel) Resolver {
+	return func(*http.Request) (*bridge.Channel, error) { return ch, nil }
+}
+
+// Route is one configured channel path.
+type Route struct {
+	// Name returns the name of the channel a request is for. Access
+	// control is checked against it before any channel is opened.
+	Name func(*http.Request) string
+	// Open returns the request's channel, opening it if need be.
+	Open Resolver
+	// Public routes need no token, even with Options.Auth.
+	Public bool
+}
+
+// Handler returns the handler of a route that needs no name: the channels
+// resolve finds.
+func (s *Server) Handler(resolve Resolver) http.Handler {
+	return s.Route(Route{Open: resolve})
+}
+
+// Route returns the handler that serves a route's channels, over SSE or,
+// for an Upgrade request, WebSocket. In order, a request is checked for its
+// origin, its method, its token and the client limits.
+func (s *Server) Route(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.cors(w, r) {
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		switch r.Method {
+		case http.MethodOptions:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case http.MethodGet, http.MethodHead:
+		default:
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if s.opts.Auth != nil && !rt.Public {
+			var name string
+			if rt.Name != nil {
+				name = rt.Name(r)
+			}
+			if status, reason := s.opts.Auth.check(r, name); status != 0 {
+				if status == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="ws2sse"`)
+				}
+				http.Error(w, reason, status)
+				return
+			}
+		}
+		websocket := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+		if r.Method == http.MethodHead && !websocket {
+			setSSEHeaders(w.Header())
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		ip := s.limits.clientIP(r)
+		if !s.limits.acquire(ip) {
+			s.overload(w, r, !websocket)
+			return
+		}
+		defer s.limits.release(ip)
+		if websocket {
+			s.serveWS(w, r, rt.Open)
+			return
+		}
+		s.serveSSE(w, r, rt.Open)
+	})
+}
+
+// cors sets the CORS headers for r and reports whether its origin may use
+// the stream. A request with no Origin header, or from the server's own
+// origin, is always allowed.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || sameOrigin(origin, r) {
+		return true
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	switch {
+	case s.origins[strings.ToLower(origin)]:
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+	case s.anyOrigin:
+		// Any origin, and so never with credentials.
+		h.Set("Access-Control-Allow-Origin", "*")
+	default:
+		return false
+	}
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Cache-Control, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	return true
+}
+
+func sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+}
+
+// subscribe resolves the request's channel and subscribes to it. A channel
+// can close between the two (a templated channel that just went idle); it is
+// then resolved again.
+func (s *Server) subscribe(r *http.Request, resolve Resolver, t bridge.Transport, onEnd func(error)) (*bridge.Channel, *bridge.Subscription, error) {
+	for attempt := 0; ; attempt++ {
+		ch, err := resolve(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		sub, err := ch.Subscribe(bridge.SubscribeOptions{Transport: t, LastEventID: resumeID(r), OnEnd: onEnd})
+		if err == nil || !errors.Is(err, bridge.ErrClosed) || attempt == 2 {
+			return ch, sub, err
+		}
+	}
+}
+
+// refuse answers a request whose channel could not be subscribed to.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error, sse bool) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		http.NotFound(w, r)
+	case errors.Is(err, bridge.ErrTooManyChannels):
+		s.overload(w, r, sse)
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "channel unavailable", http.StatusServiceUnavailable)
+	}
+}
+
+// overload turns away a client over a limit. With OverloadReject, or on
+// WebSocket, it answers 503 with Retry-After. Otherwise an SSE client gets
+// a stream with a long retry and one overload event, so that EventSource
+// comes back later instead of giving up as it does on an error status.
+func (s *Server) overload(w http.ResponseWriter, r *http.Request, sse bool) {
+	wait := 5*time.Second + rand.N(10*time.Second)
+	if !sse || s.opts.OverloadReject {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	setSSEHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	b := sseenc.AppendRetry(nil, wait)
+	b = sseenc.AppendEvent(b, "", "overload", []byte("too many connections"))
+	_, _ = w.Write(b)
+}
+
+// jitter returns d plus up to a tenth more, so that timers of many clients
+// started together spread out.
+func jitter(d time.Duration) time.Duration {
+	return d + rand.N(d/10+1)
+}
+
+// resumeID returns the id a client resumes from: the Last-Event-ID header,
+// else the lastEventId query parameter. An id over MaxResumeID bytes is cut
+// there; it cannot match any event and so gets a gap.
+func resumeID(r *http.Request) string {
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		id = r.URL.Query().Get("lastEventId")
+	}
+	if len(id) > MaxResumeID {
+		id = id[:MaxResumeID]
+	}
+	return id
+}
+
+// MaxResumeID is the longest resume id taken from a client; a longer one
+// counts as unknown.
+const MaxResumeID = 128

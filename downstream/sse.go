@@ -1,0 +1,228 @@
+package downstream
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ws2sse/ws2sse/bridge"
+	"github.com/ws2sse/ws2sse/internal/sse"
+)
+
+// bufPool holds scratch buffers for one batch of writes. A buffer goes back
+// right after the write, so idle clients hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// eventsPool holds scratch slices for one batch of events.
+var eventsPool = sync.Pool{New: func() any { s := make([]*bridge.Event, 0, 64); return &s }}
+
+// Reasons a client session ends, as logged.
+const (
+	endClientLeft    = "client left"
+	endSlow          = "slow"
+	endShutdown      = "shutdown"
+	endClosed        = "channel closed"
+	endWriteError    = "write failed"
+	endNoPong        = "no pong"
+	endClientMessage = "client sent a message"
+)
+
+// errEnded refuses a write to a client whose subscription has ended.
+var errEnded = errors.New("subscription ended")
+
+// session is one SSE client's stream.
+type session struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	// ended is the subscription's Done channel: once it is closed, write
+	// refuses to write. Nil for the last words of a stream.
+	ended <-chan struct{}
+
+	events uint64
+	bytes  uint64
+}
+
+// write sends b in one write and one flush, under the write deadline.
+//
+// When the channel ends a subscription it expires the write deadline, so
+// that a write stuck on a slow client fails now. A deadline set here just
+// after that would undo it and keep the client for another WriteTimeout;
+// so the end is checked after the deadline is set: either it is seen here,
+// or the channel's expiry comes after this deadline.
+func (ss *session) write(b []byte) error {
+	if err := ss.rc.SetWriteDeadline(time.Now().Add(ss.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	select {
+	case <-ss.ended:
+		return errEnded
+	default:
+	}
+	n, err := ss.w.Write(b)
+	ss.bytes += uint64(n)
+	if err != nil {
+		return err
+	}
+	return ss.rc.Flush()
+}
+
+func setSSEHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+}
+
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolver) {
+	start := time.Now()
+	ss := &session{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
+	// A slow client may be stuck in a write: expire its deadline so the
+	// write fails now and the connection closes.
+	onEnd := func(error) {
+		if r.ProtoMajor == 1 {
+			_ = ss.rc.SetWriteDeadline(time.Now())
+		}
+	}
+	ch, sub, err := s.subscribe(r, resolve, bridge.TransportSSE, onEnd)
+	if err != nil {
+		s.refuse(w, r, err, true)
+		return
+	}
+	defer sub.Close()
+	ss.ended = sub.Done()
+
+	setSSEHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	reason := s.streamSSE(r, ss, sub)
+	s.log.Info().
+		Str("channel", ch.Name()).Str("transport", "sse").Str("remote", r.RemoteAddr).
+		Dur("duration", time.Since(start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
+		Str("reason", reason).Msg("client session ended")
+}
+
+// streamSSE writes the stream until it ends and returns why it ended.
+func (s *Server) streamSSE(r *http.Request, ss *session, sub *bridge.Subscription) string {
+	bp := bufPool.Get().(*[]byte)
+	buf := sse.AppendRetry((*bp)[:0], s.opts.Retry)
+	err := ss.write(buf)
+	*bp = buf[:0]
+	bufPool.Put(bp)
+	if err != nil {
+		return s.writeFailed(ss, sub)
+	}
+
+	lastID, gap := sub.Gap()
+	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
+	defer heartbeat.Stop()
+	for {
+		var out []byte
+		select {
+		case <-r.Context().Done():
+			return endClientLeft
+		case <-s.shutdown:
+			s.writeShortRetry(ss)
+			return endShutdown
+		case <-sub.Done():
+			return s.endSSE(ss, sub.Err())
+		case <-heartbeat.C:
+			if err := ss.write(sse.AppendComment(nil, "heartbeat")); err != nil {
+				return s.writeFailed(ss, sub)
+			}
+			heartbeat.Reset(s.opts.Heartbeat)
+			continue
+		case <-sub.Wake():
+		}
+
+		ep := eventsPool.Get().(*[]*bridge.Event)
+		events, err := sub.Read((*ep)[:0])
+		if err != nil {
+			*ep = events[:0]
+			eventsPool.Put(ep)
+			return s.endSSE(ss, err)
+		}
+		bp := bufPool.Get().(*[]byte)
+		out = (*bp)[:0]
+		batch := 0
+		for _, e := range events {
+			if e.SSE == nil {
+				continue
+			}
+			if gap && e.ID != "" {
+				out = appendGap(out, lastID, e.ID)
+				gap = false
+			}
+			out = append(out, e.SSE...)
+			batch++
+		}
+		clear(events) // the pool must not keep events alive
+		*ep = events[:0]
+		eventsPool.Put(ep)
+		if len(out) > 0 {
+			err = ss.write(out)
+			if err == nil {
+				ss.events += uint64(batch)
+				sub.Delivered(batch, len(out))
+			}
+			heartbeat.Reset(s.opts.Heartbeat)
+		}
+		*bp = out[:0]
+		bufPool.Put(bp)
+		if err != nil {
+			return s.writeFailed(ss, sub)
+		}
+	}
+}
+
+// writeFailed returns why a stream ends after a failed write: because the
+// channel ended the subscription (and expired the write deadline), or
+// because the connection broke.
+func (s *Server) writeFailed(ss *session, sub *bridge.Subscription) string {
+	if err := sub.Err(); err != nil {
+		return s.endSSE(ss, err)
+	}
+	return endWriteError
+}
+
+// endSSE ends a stream whose subscription the channel ended with err, and
+// returns why. When the channel closed, the client is told to come back
+// soon, whichever way the stream noticed.
+func (s *Server) endSSE(ss *session, err error) string {
+	if errors.Is(err, bridge.ErrClosed) {
+		s.writeShortRetry(ss)
+	}
+	return endReason(err)
+}
+
+// writeShortRetry tells a client whose stream is ending to reconnect soon,
+// after a random delay between ShutdownRetry and twice it, so that clients
+// do not all come back at once.
+func (s *Server) writeShortRetry(ss *session) {
+	ss.ended = nil // the stream's last words go out even after its end
+	_ = ss.write(sse.AppendRetry(nil, s.opts.ShutdownRetry+rand.N(s.opts.ShutdownRetry)))
+}
+
+func endReason(err error) string {
+	switch {
+	case errors.Is(err, bridge.ErrSlowClient):
+		return endSlow
+	case errors.Is(err, bridge.ErrClosed):
+		return endClosed
+	}
+	return endWriteError
+}
+
+// appendGap appends the event that tells a resuming client its id was
+// unknown and which event follows.
+func appendGap(dst []byte, lastID, next string) []byte {
+	data, _ := json.Marshal(gapData{lastID, next}) // invalid UTF-8 becomes U+FFFD
+	return sse.AppendEvent(dst, "", "gap", data)
+}
+
+// gapData is the data of a gap notice.
+type gapData struct {
+	LastEventID string `json:"lastEventId"`
+	Next        string `json:"next"`
+}
