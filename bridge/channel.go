@@ -4,6 +4,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -83,6 +84,7 @@ type Channel struct {
 	subs      []*Subscription    // live subscribers; Subscription.idx is the position
 	clients   [numTransports]int // subscribers per transport
 	everUp    bool               // the upstream connected at least once
+	names     []string           // event names seen, in order of first appearance, at most maxNames
 	state     upstream.Status    // latest upstream state
 	stateTime time.Time          // when state was entered
 	gen       uint64             // current upstream run; frames of older runs are dropped
@@ -222,6 +224,9 @@ func (c *Channel) publish(gen uint64, f upstream.Frame) {
 	}
 	c.last, c.lastTime = key, now
 	c.n.eventsIn.Add(1)
+	if len(c.names) < maxNames && !slices.Contains(c.names, name) {
+		c.names = append(c.names, name)
+	}
 	c.pushLocked(e)
 }
 
@@ -293,6 +298,9 @@ func (c *Channel) setState(gen uint64, s upstream.Status) {
 	})
 }
 
+// maxNames bounds the event names a channel remembers for Info.
+const maxNames = 32
+
 // Info is a snapshot of a channel for status pages.
 type Info struct {
 	Name          string
@@ -303,6 +311,7 @@ type Info struct {
 	StateSince    time.Time
 	LastEventID   string
 	LastEventTime time.Time // zero when no event arrived yet
+	EventNames    []string  // names of the events seen, first 32 distinct
 	Stats
 }
 
@@ -322,6 +331,7 @@ func (c *Channel) Info() Info {
 	inf := Info{
 		Name: c.opts.Name, Group: c.opts.Group, Path: c.opts.Path, Lazy: c.opts.Lazy,
 		State: c.state, StateSince: c.stateTime, LastEventTime: c.lastTime,
+		EventNames: slices.Clone(c.names),
 		Stats: Stats{
 			EventsIn: c.n.eventsIn.Load(), SlowClients: c.n.slow.Load(),
 			Subscriptions: c.n.subscriptions.Load(), Reconnects: c.n.reconnects.Load(),

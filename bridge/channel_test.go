@@ -75,7 +75,8 @@ func TestEventsCarryIDNameDataAndWireForms(t *testing.T) {
 			t.Errorf("SSE event %d = %+v, want %+v", i, p, w)
 		}
 	}
-	if inf := c.Info(); inf.EventsIn != 3 || inf.LastEventID != "1700000000001-0" || inf.Clients() != 1 {
+	if inf := c.Info(); inf.EventsIn != 3 || inf.LastEventID != "1700000000001-0" || inf.Clients() != 1 ||
+		strings.Join(inf.EventNames, " ") != "trade quote message" {
 		t.Errorf("Info() = %+v", inf)
 	}
 }

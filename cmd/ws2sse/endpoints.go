@@ -62,6 +62,7 @@ type channelJSON struct {
 	Reconnects         uint64         `json:"reconnects"`
 	LastEventID        string         `json:"lastEventId,omitempty"`
 	LastEventTime      *time.Time     `json:"lastEventTime,omitempty"`
+	EventNames         []string       `json:"eventNames"`
 }
 
 // routeJSON is one configured channel path in /channels, so that a page can
@@ -87,7 +88,10 @@ func channels(hub *bridge.Hub, cfg *config.Config) http.HandlerFunc {
 				StateSince: inf.StateSince.UTC(), Clients: inf.Clients(),
 				ClientsByTransport: make(map[string]int, len(bridge.Transports)),
 				EventsIn:           inf.EventsIn, SlowClients: inf.SlowClients, Reconnects: inf.Reconnects,
-				LastEventID: inf.LastEventID,
+				LastEventID: inf.LastEventID, EventNames: inf.EventNames,
+			}
+			if cj.EventNames == nil {
+				cj.EventNames = []string{}
 			}
 			for _, t := range bridge.Transports {
 				cj.ClientsByTransport[t.String()] = inf.Stats.Clients[t]
