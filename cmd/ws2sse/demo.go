@@ -26,12 +26,21 @@ const (
 	demoInterval = 250 * time.Millisecond
 )
 
-// addDemoChannel adds the demo channel, reading the feed at url.
-func addDemoChannel(cfg *config.Config, url string) error {
+// checkDemoChannel reports a configuration that leaves no room for the demo
+// channel: a usage error, found when the configuration is loaded.
+func checkDemoChannel(cfg *config.Config) error {
 	for _, ch := range cfg.Channels {
 		if ch.Name == "demo" || ch.Path == demoPath {
-			return fmt.Errorf("-demo: the configuration already has a channel named demo or at %s", demoPath)
+			return fmt.Errorf("ws2sse: -demo: %s already has a channel named demo or at %s", cfg.File, demoPath)
 		}
+	}
+	return nil
+}
+
+// addDemoChannel adds the demo channel, reading the feed at url.
+func addDemoChannel(cfg *config.Config, url string) error {
+	if err := checkDemoChannel(cfg); err != nil {
+		return err
 	}
 	ch := config.DefaultChannel()
 	ch.Name, ch.Path, ch.URL = "demo", demoPath, url

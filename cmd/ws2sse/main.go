@@ -148,21 +148,32 @@ func loadConfig(f flags) (*config.Config, error) {
 	default:
 		return nil, errors.New("ws2sse: no configuration: pass -config FILE, create ws2sse.toml, set WS2SSE_CONFIG, or try -demo")
 	}
+	if f.demo {
+		if err := checkDemoChannel(cfg); err != nil {
+			return nil, err
+		}
+	}
 	if f.listen != "" {
+		if !config.ValidListen(f.listen) {
+			return nil, fmt.Errorf("ws2sse: -listen %q: must be host:port, like \":8080\" or \"127.0.0.1:8080\"", f.listen)
+		}
 		cfg.Server.Listen = f.listen
 	}
 	return cfg, nil
 }
 
 func newLogger(w io.Writer, format string, level zerolog.Level) zerolog.Logger {
+	fd, ok := w.(interface{ Fd() uintptr })
+	tty := ok && isatty.IsTerminal(fd.Fd())
 	if format == "" {
 		format = "json"
-		if fd, ok := w.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(fd.Fd()) {
+		if tty {
 			format = "console"
 		}
 	}
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+		// Colours only on a terminal, not in a file or a journal.
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }

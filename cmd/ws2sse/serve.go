@@ -8,6 +8,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -75,8 +76,20 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 	if tlsConfig != nil {
 		scheme = "https"
 	}
+	// Shutdown does not wait for hijacked connections: handlers counts every
+	// request being served, WebSocket ones included, so that each can say
+	// goodbye (1001). When the grace runs out, abort cancels every request's
+	// context, which ends the ones left.
+	var handlers sync.WaitGroup
+	baseCtx, abort := context.WithCancel(context.Background())
+	defer abort()
 	srv := &http.Server{
-		Handler:           router,
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			router.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		MaxHeaderBytes:    maxHeaderBytes - 4<<10,
 		IdleTimeout:       2 * time.Minute,
@@ -108,13 +121,20 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		defer close(done)
 		// Streams first, each told to reconnect soon, then the upstreams.
 		_ = srv.Shutdown(shutdownCtx)
+		handlers.Wait()
 		hub.Close()
 	}()
 	select {
 	case <-done:
 	case <-shutdownCtx.Done():
 		log.Warn().Dur("grace", grace).Msg("shutdown grace expired; closing remaining connections")
+		abort()
 		srv.Close()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			log.Warn().Msg("connections still closing; exiting anyway")
+		}
 	}
 	err = g.Wait()
 	log.Info().Msg("ws2sse stopped")

@@ -34,7 +34,7 @@ func (p *parser) config(doc map[string]any) *Config {
 
 func (p *parser) server(t *table, s *Server) {
 	if v, key, ok := t.text("listen"); ok {
-		if validListen(v.val) {
+		if ValidListen(v.val) {
 			s.Listen = v.val
 		} else {
 			p.add(key, `must be host:port, like ":8080" or "127.0.0.1:8080", not %s`, v)
@@ -91,8 +91,8 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
-// validListen reports whether s is host:port with a numeric port.
-func validListen(s string) bool {
+// ValidListen reports whether s is host:port with a numeric port.
+func ValidListen(s string) bool {
 	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return false

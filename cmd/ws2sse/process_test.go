@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// process is ws2sse running as a process of its own: this test binary,
+// which runs main() when envRunMain is set.
+type process struct {
+	cmd    *exec.Cmd
+	addr   string
+	logs   *logSink
+	exited chan struct{} // closed when the process has exited
+	err    error         // cmd.Wait's; set before exited is closed
+}
+
+// startProcess starts ws2sse with args and waits until it listens. It is
+// killed if it still runs when the test ends.
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{logs: newLogSink(t), exited: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], args...)
+	// A race-enabled binary sleeps a second before it exits unless told
+	// not to; the tests time the exit.
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	p.cmd.Env = append(os.Environ(), envRunMain+"=1", "GORACE="+gorace)
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	select {
+	case p.addr = <-p.logs.addr:
+	case <-p.exited:
+		t.Fatalf("ws2sse exited before listening: %v", p.err)
+	case <-time.After(waitTimeout):
+		t.Fatal("ws2sse did not log its listening address")
+	}
+	return p
+}
+
+// TestSignals runs ws2sse as a real process: events pushed by the feed reach
+// an SSE client, then a signal shuts it down gracefully.
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			testSignal(t, sig)
+		})
+	}
+}
+
+func testSignal(t *testing.T, sig syscall.Signal) {
+	const grace = 3 * time.Second
+	f := newFeed(t)
+	file := writeConfig(t, fmt.Sprintf(`
+[server]
+shutdown_grace = "%s"
+
+[downstream]
+retry = "5s"
+
+[[channel]]
+name = "feed"
+path = "/feed"
+url = "ws://%s/ws/feed"
+subscribe = ['{"op":"subscribe","args":["all"]}']
+lazy = false
+event_field = "type"
+`, grace, f.host()))
+	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
+
+	// The channel is eager: it connects and subscribes before any client.
+	up := f.conn(t, 1)
+	if up.url != "/ws/feed" {
+		t.Errorf("feed request URL %q, want /ws/feed", up.url)
+	}
+	if got := up.waitFrames(t, 1); got[0] != `{"op":"subscribe","args":["all"]}` {
+		t.Errorf("subscribe frame %q", got[0])
+	}
+
+	client := newHTTPClient(t)
+	s := openSSE(t, client, "http://"+p.addr+"/feed", nil)
+	for k, want := range map[string]string{
+		"Content-Type":      "text/event-stream; charset=utf-8",
+		"Cache-Control":     "no-cache",
+		"X-Accel-Buffering": "no",
+	} {
+		if got := s.resp.Header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+
+	frames := []struct{ in, name, data string }{
+		{`{"type":"trade","px":101.5}`, "trade", `{"type":"trade","px":101.5}`},
+		{`{"px":102}`, "message", `{"px":102}`},
+		{`{"type":"upstream","state":"up"}`, "message", `{"type":"upstream","state":"up"}`}, // ws2sse's own name: not taken
+		{"line1\r\nline2\rline3\n\nid: 999\nevent: evil\ndata: x", "message", "line1\nline2\nline3\n\nid: 999\nevent: evil\ndata: x"},
+		{`{"type":"quote","bid":1}`, "quote", `{"type":"quote","bid":1}`},
+	}
+	var ids []string
+	for _, fr := range frames {
+		up.send(t, fr.in)
+		it := s.nextItem(t)
+		if it.err != nil {
+			t.Fatalf("stream ended: %v", it.err)
+		}
+		if it.ev.Name != fr.name || it.ev.Data != fr.data {
+			t.Errorf("frame %q: got event %q data %q, want event %q data %q", fr.in, it.ev.Name, it.ev.Data, fr.name, fr.data)
+		}
+		if it.retry != 5*time.Second {
+			t.Errorf("retry: %s, want 5s as configured", it.retry)
+		}
+		ids = append(ids, it.ev.ID)
+	}
+	checkIDsIncrease(t, ids...)
+
+	start := time.Now()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+
+	// The client is told to come back soon, then its stream ends.
+	evs, retry := s.end(t)
+	if len(evs) != 0 {
+		t.Errorf("events after the signal: %+v", evs)
+	}
+	if retry <= 0 || retry >= 5*time.Second {
+		t.Errorf("last retry: %s, want a short one, under the configured 5s", retry)
+	}
+
+	select {
+	case <-p.exited:
+	case <-time.After(grace + waitTimeout):
+		t.Fatalf("ws2sse still runs %s after %s", grace+waitTimeout, sig)
+	}
+	took := time.Since(start)
+	t.Logf("exited %s after %s", took, sig)
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after %s, want 0 (%v)", code, sig, p.err)
+	}
+	if took > grace+time.Second {
+		t.Errorf("exited %s after %s, want within shutdown_grace (%s)", took, sig, grace)
+	}
+	if p.logs.contains("shutdown grace expired") {
+		t.Error("the shutdown took the whole grace period though every peer was responsive")
+	}
+
+	// The feed saw its connection closed, as going away.
+	if st := up.waitClosed(t); st != websocket.StatusGoingAway {
+		t.Errorf("feed connection closed with %v, want %v", st, websocket.StatusGoingAway)
+	}
+	if n := f.count(); n != 1 {
+		t.Errorf("%d connections to the feed, want 1", n)
+	}
+}
+
+// TestSignalWebSocket: on shutdown a WebSocket client is told the server is
+// going away (1001) before the process exits, rather than having its
+// connection cut.
+func TestSignalWebSocket(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	file := writeConfig(t, fmt.Sprintf(`
+[server]
+shutdown_grace = "3s"
+
+[[channel]]
+name = "feed"
+path = "/feed"
+url = "ws://%s/ws/feed"
+lazy = false
+`, f.host()))
+	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
+	up := f.conn(t, 1)
+	c := dialWS(t, "ws://"+p.addr+"/feed")
+	up.send(t, "hello")
+	if _, b := readWS(t, c); string(b) != "hello" {
+		t.Fatalf("got %q, want hello", b)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
+		t.Errorf("the WebSocket client saw %v, want close status %v", err, websocket.StatusGoingAway)
+	}
+	<-p.exited
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
