@@ -281,11 +281,12 @@
   }
 
   function stateOf(ch) {
+    // A lazy channel with no client has no upstream connection, on purpose.
+    if (ch.lazy && !ch.clients && ch.state !== 'up' && !ch.error) return { cls: 'idle', label: 'idle' };
     switch (ch.state) {
       case 'up':
         return { cls: 'ok', label: 'connected' };
       case 'connecting':
-        if (ch.lazy && !ch.clients) return { cls: 'idle', label: 'idle' };
         return { cls: 'warn', label: 'connecting' };
       case 'down':
         return { cls: 'bad', label: 'down' };
@@ -375,6 +376,9 @@
     badge.dataset.state = ch.state || '';
     up.append(badge);
     if (ch.stateSince) up.append(since(ch.stateSince, ' for ', ''));
+    if (ch.reconnects > 0) {
+      up.append(el('span', 'since', ' · ' + fmtInt(ch.reconnects) + (ch.reconnects === 1 ? ' reconnect' : ' reconnects')));
+    }
     if (ch.error && st.cls !== 'idle') {
       const e = el('div', 'error', ch.error);
       e.title = ch.error;
@@ -733,32 +737,32 @@
   function eventRow(it) {
     const li = el('li', 'ev');
     const meta = el('div', 'ev-meta');
+    const body = el('div', 'ev-body');
+    li.append(meta, body);
     meta.append(el('time', 'ev-time', fmtTime(it.time)));
     if (it.local) {
       li.classList.add('local', it.local);
       li.dataset.kind = 'local';
       meta.append(el('span', 'ev-name n-local', 'browser'));
-      li.append(meta, el('div', 'ev-text', it.text));
+      body.append(el('div', 'ev-text', it.text));
       return li;
     }
     li.dataset.kind = it.name;
     meta.append(el('span', 'ev-name ' + nameClass(it.name), it.name));
     if (it.id) {
-      const id = el('code', 'ev-id', it.id);
       li.dataset.id = it.id;
-      meta.append(id);
+      meta.append(el('code', 'ev-id', it.id));
     }
-    li.append(meta);
     let cls = 'ev-data';
     if (NOTICES.has(it.name)) {
       li.classList.add('notice', 'notice-' + it.name);
-      li.append(el('div', 'ev-text', noticeText(it.name, it.data)));
+      body.append(el('div', 'ev-text', noticeText(it.name, it.data)));
       cls += ' raw-only'; // the text above says it all
     }
     const pre = el('pre', cls);
     fillData(pre, it.data, raw);
     li.item = it;
-    li.append(pre);
+    body.append(pre);
     return li;
   }
 
