@@ -1,9 +1,11 @@
 package downstream
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -34,13 +36,23 @@ const (
 var errEnded = errors.New("subscription ended")
 
 // session is one SSE client's stream.
+//
+// On HTTP/1 the connection is taken over once the headers are known: each
+// batch then goes out as exactly one write(2), with no chunked framing, and
+// net/http's buffers for the connection are released, which is most of an
+// idle client's memory. The response has no length and ends when the
+// connection closes. HTTP/2 streams go through the ResponseWriter.
 type session struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	conn    net.Conn        // the taken-over connection; nil on HTTP/2
+	left    <-chan struct{} // closed when the client hangs up
 	timeout time.Duration
 	// ended is the subscription's Done channel: once it is closed, write
 	// refuses to write. Nil for the last words of a stream.
 	ended <-chan struct{}
+
+	reader sync.WaitGroup // the taken-over connection's reader
 
 	events uint64
 	bytes  uint64
@@ -62,12 +74,65 @@ func (ss *session) write(b []byte) error {
 		return errEnded
 	default:
 	}
+	if ss.conn != nil {
+		n, err := ss.conn.Write(b)
+		ss.bytes += uint64(n)
+		return err
+	}
 	n, err := ss.w.Write(b)
 	ss.bytes += uint64(n)
 	if err != nil {
 		return err
 	}
 	return ss.rc.Flush()
+}
+
+// start sends the response head and the first retry: field, taking the
+// connection over on HTTP/1. The caller calls stop when the stream ends.
+func (ss *session) start(r *http.Request, retry time.Duration) error {
+	setSSEHeaders(ss.w.Header())
+	ss.left = r.Context().Done()
+	if r.ProtoMajor == 1 {
+		conn, _, err := ss.rc.Hijack()
+		if err == nil {
+			return ss.startConn(conn, retry)
+		}
+	}
+	ss.w.WriteHeader(http.StatusOK)
+	return ss.write(sse.AppendRetry(nil, retry))
+}
+
+func (ss *session) startConn(conn net.Conn, retry time.Duration) error {
+	ss.conn = conn
+	// Any deadline net/http left on it is ours to clear. A client sends
+	// nothing on a stream, so a read that returns means it hung up.
+	_ = conn.SetReadDeadline(time.Time{})
+	left := make(chan struct{})
+	ss.left = left
+	ss.reader.Go(func() {
+		defer close(left)
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return
+			}
+		}
+	})
+	h := ss.w.Header()
+	h.Set("Connection", "close")
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	return ss.write(sse.AppendRetry(head.Bytes(), retry))
+}
+
+// stop closes a taken-over connection and waits for its reader.
+func (ss *session) stop() {
+	if ss.conn != nil {
+		ss.conn.Close()
+		ss.reader.Wait()
+	}
 }
 
 func setSSEHeaders(h http.Header) {
@@ -94,9 +159,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 	defer sub.Close()
 	ss.ended = sub.Done()
 
-	setSSEHeaders(w.Header())
-	w.WriteHeader(http.StatusOK)
 	reason := s.streamSSE(r, ss, sub)
+	ss.stop()
 	s.log.Info().
 		Str("channel", ch.Name()).Str("transport", "sse").Str("remote", r.RemoteAddr).
 		Dur("duration", time.Since(start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
@@ -105,12 +169,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 
 // streamSSE writes the stream until it ends and returns why it ended.
 func (s *Server) streamSSE(r *http.Request, ss *session, sub *bridge.Subscription) string {
-	bp := bufPool.Get().(*[]byte)
-	buf := sse.AppendRetry((*bp)[:0], s.opts.Retry)
-	err := ss.write(buf)
-	*bp = buf[:0]
-	bufPool.Put(bp)
-	if err != nil {
+	if err := ss.start(r, s.opts.Retry); err != nil {
 		return s.writeFailed(ss, sub)
 	}
 
@@ -120,7 +179,7 @@ func (s *Server) streamSSE(r *http.Request, ss *session, sub *bridge.Subscriptio
 	for {
 		var out []byte
 		select {
-		case <-r.Context().Done():
+		case <-ss.left:
 			return endClientLeft
 		case <-s.shutdown:
 			s.writeShortRetry(ss)

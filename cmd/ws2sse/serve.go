@@ -112,9 +112,13 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 	})
 	<-ctx.Done()
 
+	// Clients get most of the grace to go; the last fifth (at most a
+	// second) is for cutting off the ones left, so that the process is gone
+	// within the grace.
 	grace := cfg.Server.ShutdownGrace
 	log.Info().Dur("grace", grace).Msg("shutting down: closing streams and upstreams")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	deadline := time.Now().Add(grace)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace-min(grace/5, time.Second))
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
@@ -127,13 +131,13 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 	select {
 	case <-done:
 	case <-shutdownCtx.Done():
-		log.Warn().Dur("grace", grace).Msg("shutdown grace expired; closing remaining connections")
+		log.Warn().Dur("grace", grace).Msg("shutdown grace nearly over; closing remaining connections")
 		abort()
 		srv.Close()
 		select {
 		case <-done:
-		case <-time.After(time.Second):
-			log.Warn().Msg("connections still closing; exiting anyway")
+		case <-time.After(time.Until(deadline)):
+			log.Warn().Msg("connections still closing at the end of the grace; exiting anyway")
 		}
 	}
 	err = g.Wait()
