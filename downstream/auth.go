@@ -1,6 +1,7 @@
 package downstream
 
 import (
+	"crypto/elliptic"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -51,20 +52,26 @@ func LoadAuthOptions(tokens []string, secret, publicKeyPath string) (AuthOptions
 	return o, nil
 }
 
-// NewAuthorizer returns an Authorizer for the options; it fails for a public
-// key it cannot parse.
+// NewAuthorizer returns an Authorizer for the options. It fails for a
+// public key it cannot use (ES256 needs a P-256 key), and for a secret and
+// a public key together.
 func NewAuthorizer(o AuthOptions) (*Authorizer, error) {
 	a := &Authorizer{}
 	for _, t := range o.Tokens {
 		a.tokens = append(a.tokens, []byte(t))
 	}
 	switch {
+	case len(o.JWTSecret) > 0 && len(o.JWTPublicKey) > 0:
+		return nil, errors.New("set a JWT secret or a JWT public key, not both")
 	case len(o.JWTSecret) > 0:
 		a.key, a.methods = o.JWTSecret, []string{"HS256"}
 	case len(o.JWTPublicKey) > 0:
 		if k, err := jwt.ParseRSAPublicKeyFromPEM(o.JWTPublicKey); err == nil {
 			a.key, a.methods = k, []string{"RS256"}
 		} else if k, err := jwt.ParseECPublicKeyFromPEM(o.JWTPublicKey); err == nil {
+			if k.Curve != elliptic.P256() {
+				return nil, fmt.Errorf("the JWT public key is on %s; ES256 needs P-256", k.Curve.Params().Name)
+			}
 			a.key, a.methods = k, []string{"ES256"}
 		} else {
 			return nil, errors.New("the JWT public key is neither an RSA nor an ECDSA public key in PEM form")
@@ -73,17 +80,20 @@ func NewAuthorizer(o AuthOptions) (*Authorizer, error) {
 	return a, nil
 }
 
-// token returns the request's token: the Authorization header (Bearer),
-// else the ws2sse_token cookie, else the access_token query parameter,
-// since EventSource cannot set headers.
-func requestToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
+// requestToken returns the request's token: the Authorization header's
+// Bearer token, else the ws2sse_token cookie, else the access_token query
+// parameter, since EventSource cannot set headers. An Authorization header
+// of another scheme is not ours (a browser sends Basic credentials of the
+// site with every request, EventSource too), so the others are looked at.
+// Without credentials (a cross-site request let in by "*"), the cookie is
+// not looked at.
+func requestToken(r *http.Request, credentials bool) string {
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if tok = strings.TrimSpace(tok); tok != "" {
+			return tok
 		}
-		return ""
 	}
-	if c, err := r.Cookie("ws2sse_token"); err == nil && c.Value != "" {
+	if c, err := r.Cookie("ws2sse_token"); credentials && err == nil && c.Value != "" {
 		return c.Value
 	}
 	return r.URL.Query().Get("access_token")
@@ -91,8 +101,8 @@ func requestToken(r *http.Request) string {
 
 // check returns 0 when the request may read the channel, else the status
 // and a one-line reason that says nothing of the token itself.
-func (a *Authorizer) check(r *http.Request, channel string) (int, string) {
-	tok := requestToken(r)
+func (a *Authorizer) check(r *http.Request, channel string, credentials bool) (int, string) {
+	tok := requestToken(r, credentials)
 	if tok == "" {
 		return http.StatusUnauthorized, "missing token: send Authorization: Bearer, the ws2sse_token cookie or the access_token parameter"
 	}

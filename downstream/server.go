@@ -141,7 +141,8 @@ func (s *Server) Handler(resolve Resolver) http.Handler {
 // origin, its method, its token and the client limits.
 func (s *Server) Route(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.cors(w, r) {
+		allowed, credentials := s.cors(w, r)
+		if !allowed {
 			http.Error(w, "origin not allowed", http.StatusForbidden)
 			return
 		}
@@ -160,7 +161,7 @@ func (s *Server) Route(rt Route) http.Handler {
 			if rt.Name != nil {
 				name = rt.Name(r)
 			}
-			if status, reason := s.opts.Auth.check(r, name); status != 0 {
+			if status, reason := s.opts.Auth.check(r, name, credentials); status != 0 {
 				if status == http.StatusUnauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="ws2sse"`)
 				}
@@ -189,12 +190,16 @@ func (s *Server) Route(rt Route) http.Handler {
 }
 
 // cors sets the CORS headers for r and reports whether its origin may use
-// the stream. A request with no Origin header, or from the server's own
-// origin, is always allowed.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+// the stream, and whether with the browser's credentials (cookies). A
+// request with no Origin header, or from the server's own origin, is always
+// allowed with them; an origin let in only by "*" never is. A browser
+// enforces that for SSE, but not for a WebSocket, so the token check is
+// told too: it ignores the cookie then, or any site could open a stream
+// with its visitor's cookie (cross-site WebSocket hijacking).
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) (allowed, credentials bool) {
 	origin := r.Header.Get("Origin")
 	if origin == "" || sameOrigin(origin, r) {
-		return true
+		return true, true
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
@@ -202,18 +207,19 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	case s.origins[strings.ToLower(origin)]:
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
+		credentials = true
 	case s.anyOrigin:
 		// Any origin, and so never with credentials.
 		h.Set("Access-Control-Allow-Origin", "*")
 	default:
-		return false
+		return false, false
 	}
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Cache-Control, Last-Event-ID")
 		h.Set("Access-Control-Max-Age", "600")
 	}
-	return true
+	return true, credentials
 }
 
 func sameOrigin(origin string, r *http.Request) bool {
