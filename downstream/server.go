@@ -260,7 +260,17 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error, sse b
 // WebSocket, it answers 503 with Retry-After. Otherwise an SSE client gets
 // a stream with a long retry and one overload event, so that EventSource
 // comes back later instead of giving up as it does on an error status.
+//
+// Like every session, it is logged when it ends; the path stands for the
+// channel, which may not be open. The query is left out: it may hold a
+// token.
 func (s *Server) overload(w http.ResponseWriter, r *http.Request, sse bool) {
+	transport := "websocket"
+	if sse {
+		transport = "sse"
+	}
+	s.log.Info().Str("path", r.URL.Path).Str("transport", transport).Str("remote", r.RemoteAddr).
+		Dur("duration", 0).Uint64("events", 0).Str("reason", "overload").Msg("client session ended")
 	wait := 5*time.Second + rand.N(10*time.Second)
 	if !sse || s.opts.OverloadReject {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))

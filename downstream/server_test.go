@@ -163,6 +163,22 @@ func TestOverload(t *testing.T) {
 		resp, _ := ts.request(t, http.MethodGet, "/stream", http.Header{"Accept": {"text/event-stream"}})
 		checkRetryAfter(t, resp)
 	})
+	t.Run("logged", func(t *testing.T) {
+		logs := new(logBuffer)
+		ts := serve(t, New(Options{Logger: logs.logger(t)}), tooMany)
+		c := ts.stream(t, "/stream?access_token=SECRET", nil)
+		c.next(t)
+		c.expectEOF(t)
+		line := logs.String()
+		for _, want := range []string{`"reason":"overload"`, `"path":"/stream"`, `"transport":"sse"`, `"message":"client session ended"`} {
+			if !strings.Contains(line, want) {
+				t.Errorf("log %s: want %s", line, want)
+			}
+		}
+		if strings.Contains(line, "SECRET") {
+			t.Errorf("log %s: has the query's token", line)
+		}
+	})
 	for _, reject := range []bool{false, true} {
 		t.Run(fmt.Sprintf("websocket reject=%v", reject), func(t *testing.T) {
 			ts := newServer(t, Options{OverloadReject: reject}, tooMany)
