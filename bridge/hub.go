@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -68,28 +69,35 @@ func (h *Hub) closeIdle(c *Channel, group string) {
 		h.mu.Unlock()
 		return
 	}
+	// Idle and marked closed, the channel counts nothing more: its counters
+	// move to the retired ones in the same step that removes it, so that a
+	// reader of both never sees them missing or twice.
+	st := c.Info().Stats
+	st.Clients = [numTransports]int{}
+	r := h.retired[group]
+	r.Add(st)
+	h.retired[group] = r
 	delete(h.channels, c.Name())
 	h.groups[group]--
 	h.wg.Add(1)
 	h.mu.Unlock()
 	defer h.wg.Done()
 	c.Close()
-	st := c.Info().Stats
-	st.Clients = [numTransports]int{}
-	h.mu.Lock()
-	r := h.retired[group]
-	r.Add(st)
-	h.retired[group] = r
-	h.mu.Unlock()
 }
 
-// Retired returns the summed counters of the group's channels that have
-// closed, so that a group's totals never go down when one of its channels
-// closes.
-func (h *Hub) Retired(group string) Stats {
+// Snapshot returns the open channels, ordered by name, and the retired
+// counters of every group, read together: a channel that closes is in one
+// or the other, never both or neither.
+func (h *Hub) Snapshot() ([]*Channel, map[string]Stats) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.retired[group]
+	out := make([]*Channel, 0, len(h.channels))
+	for _, c := range h.channels {
+		out = append(out, c)
+	}
+	retired := maps.Clone(h.retired)
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Channel) int { return strings.Compare(a.Name(), b.Name()) })
+	return out, retired
 }
 
 // Get returns the open channel with that name, or nil.

@@ -39,7 +39,12 @@ var (
 		"Open channels of a configured channel (more than 1 for a template).", []string{"channel"}, nil)
 )
 
-type hubCollector struct{ hub *bridge.Hub }
+type hubCollector struct {
+	hub *bridge.Hub
+	// groups are the templates' names, reported even while none of their
+	// channels is open, so that their counters never vanish.
+	groups []string
+}
 
 func (hc hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descEventsIn, descEventsOut, descBytesOut,
@@ -56,7 +61,12 @@ func (hc hubCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	totals := map[string]*total{}
 	var order []string
-	for _, c := range hc.hub.Channels() {
+	for _, g := range hc.groups {
+		totals[g] = &total{templated: true}
+		order = append(order, g)
+	}
+	open, retired := hc.hub.Snapshot()
+	for _, c := range open {
 		inf := c.Info()
 		label := inf.Name
 		if inf.Group != "" {
@@ -78,7 +88,7 @@ func (hc hubCollector) Collect(ch chan<- prometheus.Metric) {
 		t := totals[label]
 		st := t.stats
 		if t.templated {
-			st.Add(hc.hub.Retired(label))
+			st.Add(retired[label])
 		}
 		counter := func(d *prometheus.Desc, v uint64, lv ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
@@ -103,10 +113,10 @@ func (hc hubCollector) Collect(ch chan<- prometheus.Metric) {
 
 // metricsHandler serves the channels' metrics with the Go runtime's and the
 // process's.
-func metricsHandler(hub *bridge.Hub) http.Handler {
+func metricsHandler(hub *bridge.Hub, groups []string) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		hubCollector{hub},
+		hubCollector{hub, groups},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -116,7 +116,13 @@ func newRouter(cfg *config.Config, hub *bridge.Hub, ds *downstream.Server, log z
 	r.Path("/healthz").Methods(http.MethodGet, http.MethodHead).HandlerFunc(healthz)
 	r.Path("/readyz").Methods(http.MethodGet, http.MethodHead).HandlerFunc(readyz(hub))
 	r.Path("/channels").Methods(http.MethodGet, http.MethodHead).HandlerFunc(channels(hub, cfg))
-	r.Path("/metrics").Methods(http.MethodGet).Handler(metricsHandler(hub))
+	var groups []string
+	for _, ch := range cfg.Channels {
+		if len(templateVars(ch.Path)) > 0 {
+			groups = append(groups, ch.Name)
+		}
+	}
+	r.Path("/metrics").Methods(http.MethodGet).Handler(metricsHandler(hub, groups))
 	if cfg.Server.Dashboard {
 		dash := dashboardHandler()
 		for _, p := range config.DashboardPaths {
