@@ -156,6 +156,7 @@ func serveHandler(t *testing.T, s *Server, h http.Handler) *testServer {
 		s.Shutdown()
 		srv.Close()
 		wg.Wait()
+		s.Wait()
 	})
 	return &testServer{Server: srv, s: s}
 }

@@ -224,6 +224,7 @@ func serve(t *testing.T, s *Server, resolve Resolver) *testServer {
 		s.Shutdown()
 		srv.Close()
 		wg.Wait()
+		s.Wait()
 	})
 	return &testServer{Server: srv, s: s}
 }

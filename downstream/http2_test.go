@@ -33,6 +33,7 @@ func serveTLS(t *testing.T, s *Server, h http.Handler) *httptest.Server {
 		s.Shutdown()
 		srv.Close()
 		wg.Wait()
+		s.Wait()
 	})
 	return srv
 }

@@ -63,6 +63,8 @@ type Server struct {
 
 	limits *limiter
 
+	streams sync.WaitGroup // SSE streams that outlive their handler
+
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed by Shutdown
 }
@@ -101,9 +103,16 @@ func New(opts Options) *Server {
 
 // Shutdown ends every stream: SSE clients are first told to reconnect soon,
 // to another instance or to this one once it is back. Handlers return
-// promptly after it.
+// promptly after it; Wait waits for the streams that outlive theirs.
 func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+// Wait waits for every SSE stream that went on after its handler returned
+// (HTTP/1 streams do). Call it after Shutdown, once the http.Server has
+// stopped calling handlers.
+func (s *Server) Wait() {
+	s.streams.Wait()
 }
 
 // Resolver finds the channel a request is for. It returns ErrNotFound when
@@ -180,12 +189,12 @@ func (s *Server) Route(rt Route) http.Handler {
 			s.overload(w, r, !websocket)
 			return
 		}
-		defer s.limits.release(ip)
 		if websocket {
+			defer s.limits.release(ip)
 			s.serveWS(w, r, rt.Open)
 			return
 		}
-		s.serveSSE(w, r, rt.Open)
+		s.serveSSE(w, r, rt.Open, func() { s.limits.release(ip) })
 	})
 }
 

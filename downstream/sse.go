@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ws2sse/ws2sse/bridge"
@@ -37,28 +38,37 @@ var errEnded = errors.New("subscription ended")
 
 // session is one SSE client's stream.
 //
-// On HTTP/1 the connection is taken over once the headers are known: each
-// batch then goes out as exactly one write(2), with no chunked framing, and
-// net/http's buffers for the connection are released, which is most of an
-// idle client's memory. The response has no length and ends when the
-// connection closes. HTTP/2 streams go through the ResponseWriter.
+// On HTTP/1 the connection is taken over once the headers are known, and
+// the handler returns: net/http then frees everything it held for the
+// connection (its buffers, the request, its goroutine's stack), which was
+// most of an idle client's memory. The stream goes on in a goroutine of the
+// Server's own, and each batch goes out as exactly one write(2), with no
+// chunked framing; the response has no length and ends when the connection
+// closes. HTTP/2 streams stay in their handler and use the ResponseWriter.
 type session struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	conn    net.Conn        // the taken-over connection; nil on HTTP/2
-	left    <-chan struct{} // closed when the client hangs up
 	timeout time.Duration
+	remote  string
+	start   time.Time
+
+	// HTTP/2, and HTTP/1 until the connection is taken over.
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// HTTP/1 once taken over, and then w and rc are nil. Stored before the
+	// handler returns; the channel reads it to expire a stuck write.
+	conn atomic.Pointer[net.Conn]
+
+	left <-chan struct{} // closed when the client hangs up
 	// ended is the subscription's Done channel: once it is closed, write
 	// refuses to write. Nil for the last words of a stream.
-	ended <-chan struct{}
-
+	ended  <-chan struct{}
 	reader sync.WaitGroup // the taken-over connection's reader
 
 	events uint64
 	bytes  uint64
 }
 
-// write sends b in one write and one flush, under the write deadline.
+// write sends b in one write (and on HTTP/2 one flush), under the write
+// deadline.
 //
 // When the channel ends a subscription it expires the write deadline, so
 // that a write stuck on a slow client fails now. A deadline set here just
@@ -66,7 +76,7 @@ type session struct {
 // so the end is checked after the deadline is set: either it is seen here,
 // or the channel's expiry comes after this deadline.
 func (ss *session) write(b []byte) error {
-	if err := ss.rc.SetWriteDeadline(time.Now().Add(ss.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := ss.setWriteDeadline(time.Now().Add(ss.timeout)); err != nil {
 		return err
 	}
 	select {
@@ -74,8 +84,8 @@ func (ss *session) write(b []byte) error {
 		return errEnded
 	default:
 	}
-	if ss.conn != nil {
-		n, err := ss.conn.Write(b)
+	if c := ss.conn.Load(); c != nil {
+		n, err := (*c).Write(b)
 		ss.bytes += uint64(n)
 		return err
 	}
@@ -87,23 +97,27 @@ func (ss *session) write(b []byte) error {
 	return ss.rc.Flush()
 }
 
-// start sends the response head and the first retry: field, taking the
-// connection over on HTTP/1. The caller calls stop when the stream ends.
-func (ss *session) start(r *http.Request, retry time.Duration) error {
-	setSSEHeaders(ss.w.Header())
-	ss.left = r.Context().Done()
-	if r.ProtoMajor == 1 {
-		conn, _, err := ss.rc.Hijack()
-		if err == nil {
-			return ss.startConn(conn, retry)
-		}
+func (ss *session) setWriteDeadline(t time.Time) error {
+	if c := ss.conn.Load(); c != nil {
+		return (*c).SetWriteDeadline(t)
 	}
-	ss.w.WriteHeader(http.StatusOK)
-	return ss.write(sse.AppendRetry(nil, retry))
+	if err := ss.rc.SetWriteDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
-func (ss *session) startConn(conn net.Conn, retry time.Duration) error {
-	ss.conn = conn
+// takeOver takes the HTTP/1 connection over and sends the response head and
+// the first retry: field on it. It reports false when the connection cannot
+// be taken over (HTTP/2).
+func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) {
+	if r.ProtoMajor != 1 {
+		return false, nil
+	}
+	conn, _, err := ss.rc.Hijack()
+	if err != nil {
+		return false, nil
+	}
 	// Any deadline net/http left on it is ours to clear. A client sends
 	// nothing on a stream, so a read that returns means it hung up.
 	_ = conn.SetReadDeadline(time.Time{})
@@ -124,13 +138,17 @@ func (ss *session) startConn(conn net.Conn, retry time.Duration) error {
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	_ = h.Write(&head)
 	head.WriteString("\r\n")
-	return ss.write(sse.AppendRetry(head.Bytes(), retry))
+	ss.conn.Store(&conn)
+	// net/http's, not to be used once the handler returns, and holding its
+	// buffers for the connection while referenced.
+	ss.w, ss.rc = nil, nil
+	return true, ss.write(sse.AppendRetry(head.Bytes(), retry))
 }
 
 // stop closes a taken-over connection and waits for its reader.
 func (ss *session) stop() {
-	if ss.conn != nil {
-		ss.conn.Close()
+	if c := ss.conn.Load(); c != nil {
+		(*c).Close()
 		ss.reader.Wait()
 	}
 }
@@ -141,38 +159,58 @@ func setSSEHeaders(h http.Header) {
 	h.Set("X-Accel-Buffering", "no")
 }
 
-func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolver) {
-	start := time.Now()
-	ss := &session{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
+// serveSSE serves one SSE client; release frees its slot when the stream
+// ends, possibly after serveSSE returned.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
+	ss := &session{
+		w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout,
+		remote: r.RemoteAddr, start: time.Now(),
+	}
 	// A slow client may be stuck in a write: expire its deadline so the
-	// write fails now and the connection closes.
+	// write fails now and the connection closes. Only on a taken-over
+	// connection: on HTTP/2 that would reset the stream under the handler,
+	// and before the takeover nothing has been written yet.
 	onEnd := func(error) {
-		if r.ProtoMajor == 1 {
-			_ = ss.rc.SetWriteDeadline(time.Now())
+		if c := ss.conn.Load(); c != nil {
+			_ = (*c).SetWriteDeadline(time.Now())
 		}
 	}
 	ch, sub, err := s.subscribe(r, resolve, bridge.TransportSSE, onEnd)
 	if err != nil {
+		release()
 		s.refuse(w, r, err, true)
 		return
 	}
-	defer sub.Close()
 	ss.ended = sub.Done()
+	end := func(reason string) {
+		ss.stop()
+		sub.Close()
+		release()
+		s.log.Info().
+			Str("channel", ch.Name()).Str("transport", "sse").Str("remote", ss.remote).
+			Dur("duration", time.Since(ss.start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
+			Str("reason", reason).Msg("client session ended")
+	}
 
-	reason := s.streamSSE(r, ss, sub)
-	ss.stop()
-	s.log.Info().
-		Str("channel", ch.Name()).Str("transport", "sse").Str("remote", r.RemoteAddr).
-		Dur("duration", time.Since(start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
-		Str("reason", reason).Msg("client session ended")
+	setSSEHeaders(w.Header())
+	switch took, err := ss.takeOver(r, s.opts.Retry); {
+	case err != nil:
+		end(s.writeFailed(ss, sub))
+	case took:
+		s.streams.Go(func() { end(s.streamSSE(ss, sub)) })
+	default:
+		ss.left = r.Context().Done()
+		w.WriteHeader(http.StatusOK)
+		if err := ss.write(sse.AppendRetry(nil, s.opts.Retry)); err != nil {
+			end(s.writeFailed(ss, sub))
+			return
+		}
+		end(s.streamSSE(ss, sub))
+	}
 }
 
 // streamSSE writes the stream until it ends and returns why it ended.
-func (s *Server) streamSSE(r *http.Request, ss *session, sub *bridge.Subscription) string {
-	if err := ss.start(r, s.opts.Retry); err != nil {
-		return s.writeFailed(ss, sub)
-	}
-
+func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 	lastID, gap := sub.Gap()
 	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
 	defer heartbeat.Stop()

@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		// Streams first, each told to reconnect soon, then the upstreams.
 		_ = srv.Shutdown(shutdownCtx)
 		handlers.Wait()
+		ds.Wait()
 		hub.Close()
 	}()
 	select {
