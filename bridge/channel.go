@@ -62,6 +62,16 @@ type Options struct {
 	OnIdle func(*Channel)
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+
+	// Store, if set, shares the channel with the other processes that use
+	// the store: one of them at a time holds the upstream, every one
+	// serves the events of the shared log, with its ids (see Store). Nil:
+	// the channel lives in this process alone.
+	Store Store
+	// Lease is how long the upstream lease lasts unless renewed, with a
+	// Store: a holder that dies is replaced within about this long. It is
+	// renewed every third of it. Default 5s.
+	Lease time.Duration
 }
 
 // Channel is one upstream feed and its subscribers.
@@ -91,6 +101,15 @@ type Channel struct {
 	stop      context.CancelFunc // stops the current upstream run; nil when none
 	linger    *time.Timer        // pending linger stop, for lazy channels
 	closed    bool
+
+	// With a Store. shared and activity are set by New; the rest is
+	// guarded by mu.
+	shared   Log           // the shared log
+	activity chan struct{} // capacity 1: the first subscriber came or the last left (cluster.go); never closed
+	synced   chan struct{} // closed once the current run has loaded the log
+	progress chan struct{} // closed and replaced whenever records are published
+	pending  int           // subscriptions waiting for synced
+	holding  bool          // the current run holds the upstream lease
 }
 
 // New returns a channel. A channel that is not lazy connects at once; a lazy
@@ -116,9 +135,18 @@ func New(opts Options) *Channel {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Lease <= 0 {
+		opts.Lease = 5 * time.Second
+	}
 	c := &Channel{
 		opts: opts,
 		log:  opts.Logger.With().Str("channel", opts.Name).Logger(),
+	}
+	if opts.Store != nil {
+		c.log = c.log.With().Str("node", opts.Store.Node()).Logger()
+		c.shared = opts.Store.Log(opts.Name, logOptions(opts))
+		c.activity = make(chan struct{}, 1)
+		c.progress = make(chan struct{})
 	}
 	// A subscriber may start at the oldest event of the replay window and
 	// then fall a full queue behind: the ring has room for both, so that it
@@ -168,6 +196,10 @@ func (c *Channel) startLocked() {
 	if c.stop != nil || c.closed {
 		return
 	}
+	if c.shared != nil {
+		c.startClusterLocked()
+		return
+	}
 	ctx, stop := context.WithCancel(c.ctx)
 	c.stop = stop
 	c.gen++
@@ -197,6 +229,7 @@ func (c *Channel) stopLocked() {
 	c.stop()
 	c.stop = nil
 	c.gen++
+	c.holding = false
 	c.state = upstream.Status{State: upstream.StateDown}
 	c.stateTime = c.opts.Now()
 }
@@ -271,16 +304,33 @@ func (c *Channel) setState(gen uint64, s upstream.Status) {
 	if gen != c.gen || c.closed {
 		return
 	}
+	c.setStatusLocked(s, noticeJSON(s))
+}
+
+// setStatusLocked records the upstream state. With notice, the JSON of an
+// "upstream" notice, it is a change as it happens: it counts reconnects
+// and, with StatusEvents, publishes the notice. Without, the state is
+// taken up silently (a node catching up with the shared log).
+func (c *Channel) setStatusLocked(s upstream.Status, notice []byte) {
 	c.state, c.stateTime = s, c.opts.Now()
 	if s.State == upstream.StateUp {
-		if c.everUp {
+		if c.everUp && notice != nil {
 			c.n.reconnects.Add(1)
 		}
 		c.everUp = true
 	}
-	if !c.opts.StatusEvents || s.State == upstream.StateConnecting {
+	if notice == nil || !c.opts.StatusEvents || s.State == upstream.StateConnecting {
 		return
 	}
+	c.pushLocked(&Event{
+		Name: "upstream", Data: notice, Time: c.opts.Now(), key: c.last, notice: true,
+		SSE:  sse.AppendEvent(nil, "", "upstream", notice),
+		JSON: encodeJSON("", "upstream", notice, false),
+	})
+}
+
+// noticeJSON returns the data of the "upstream" notice of a state.
+func noticeJSON(s upstream.Status) []byte {
 	n := noticeData{State: s.State.String()}
 	if s.State == upstream.StateDown {
 		if s.Err != nil {
@@ -290,12 +340,7 @@ func (c *Channel) setState(gen uint64, s upstream.Status) {
 		n.RetryInMs = &ms
 	}
 	data, _ := json.Marshal(n)
-	now := c.opts.Now()
-	c.pushLocked(&Event{
-		Name: "upstream", Data: data, Time: now, key: c.last, notice: true,
-		SSE:  sse.AppendEvent(nil, "", "upstream", data),
-		JSON: encodeJSON("", "upstream", data, false),
-	})
+	return data
 }
 
 // maxNames bounds the event names a channel remembers for Info.
@@ -312,6 +357,9 @@ type Info struct {
 	LastEventID   string
 	LastEventTime time.Time // zero when no event arrived yet
 	EventNames    []string  // names of the events seen, first 32 distinct
+	// Holder reports, with a Store, that this process holds the upstream
+	// lease. State is then the holder's upstream state, wherever it is.
+	Holder bool
 	Stats
 }
 
@@ -331,7 +379,7 @@ func (c *Channel) Info() Info {
 	inf := Info{
 		Name: c.opts.Name, Group: c.opts.Group, Path: c.opts.Path, Lazy: c.opts.Lazy,
 		State: c.state, StateSince: c.stateTime, LastEventTime: c.lastTime,
-		EventNames: slices.Clone(c.names),
+		EventNames: slices.Clone(c.names), Holder: c.holding,
 		Stats: Stats{
 			EventsIn: c.n.eventsIn.Load(), SlowClients: c.n.slow.Load(),
 			Subscriptions: c.n.subscriptions.Load(), Reconnects: c.n.reconnects.Load(),

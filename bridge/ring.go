@@ -39,6 +39,14 @@ func (r *ring) trim(keep, from uint64, oldest time.Time) {
 	}
 }
 
+// reset drops every event.
+func (r *ring) reset() {
+	for r.tail < r.head {
+		r.buf[r.tail%uint64(r.size)] = nil
+		r.tail++
+	}
+}
+
 // search returns the first sequence number in [from, head) whose event key
 // is not less than k (head when there is none). Keys never decrease along
 // the ring.

@@ -42,10 +42,22 @@ type Subscription struct {
 // buffer, the first events it reads are exactly the ones after that id; with
 // an unknown one, everything the buffer holds, and Gap reports it. This is
 // atomic with publication: no event is missed or repeated in between.
+//
+// With a Store, Subscribe first waits, for a few seconds at most, until this
+// process has loaded the shared log and read up to LastEventID, so that an
+// id issued by another process is found.
 func (c *Channel) Subscribe(o SubscribeOptions) (*Subscription, error) {
+	if c.shared != nil {
+		if err := c.awaitLog(o.LastEventID); err != nil {
+			return nil, err
+		}
+	}
 	now := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.shared != nil {
+		c.pending--
+	}
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -80,6 +92,9 @@ func (c *Channel) Subscribe(o SubscribeOptions) (*Subscription, error) {
 	s.next.Store(next)
 	s.idx = len(c.subs)
 	c.subs = append(c.subs, s)
+	if c.shared != nil && len(c.subs)+c.pending == 1 {
+		c.activityLocked()
+	}
 	c.clients[s.transport]++
 	if c.linger != nil {
 		c.linger.Stop()
@@ -199,7 +214,11 @@ func (c *Channel) removeLocked(s *Subscription) {
 	c.clients[s.transport]--
 	s.idx = -1
 	if len(c.subs) == 0 && c.opts.Lazy && !c.closed && c.stop != nil {
-		c.scheduleLingerLocked()
+		if c.shared == nil {
+			c.scheduleLingerLocked()
+		} else if c.pending == 0 {
+			c.activityLocked() // the cluster run decides when to stop
+		}
 	}
 }
 
@@ -207,7 +226,7 @@ func (c *Channel) scheduleLingerLocked() {
 	var t *time.Timer
 	t = time.AfterFunc(c.opts.Linger, func() {
 		c.mu.Lock()
-		idle := c.linger == t && len(c.subs) == 0 && !c.closed
+		idle := c.linger == t && len(c.subs)+c.pending == 0 && !c.closed
 		if idle {
 			c.linger = nil
 			c.stopLocked()

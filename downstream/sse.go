@@ -28,6 +28,7 @@ const (
 	endSlow          = "slow"
 	endShutdown      = "shutdown"
 	endClosed        = "channel closed"
+	endLost          = "events lost"
 	endWriteError    = "write failed"
 	endNoPong        = "no pong"
 	endClientMessage = "client sent a message"
@@ -287,7 +288,7 @@ func (s *Server) writeFailed(ss *session, sub *bridge.Subscription) string {
 // returns why. When the channel closed, the client is told to come back
 // soon, whichever way the stream noticed.
 func (s *Server) endSSE(ss *session, err error) string {
-	if errors.Is(err, bridge.ErrClosed) {
+	if errors.Is(err, bridge.ErrClosed) || errors.Is(err, bridge.ErrLost) {
 		s.writeShortRetry(ss)
 	}
 	return endReason(err)
@@ -307,6 +308,8 @@ func endReason(err error) string {
 		return endSlow
 	case errors.Is(err, bridge.ErrClosed):
 		return endClosed
+	case errors.Is(err, bridge.ErrLost):
+		return endLost
 	}
 	return endWriteError
 }

@@ -19,11 +19,12 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz answers 200 when every eager channel's upstream is connected, else
-// 503 with one line per channel that is not.
-func readyz(hub *bridge.Hub) http.HandlerFunc {
+// readyz answers 200 when every eager channel's upstream is connected and
+// notReady has nothing to say (in cluster mode: Redis answers), else 503
+// with one line per problem.
+func readyz(hub *bridge.Hub, notReady func() []string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		var down []string
+		down := notReady()
 		for _, c := range hub.Channels() {
 			if c.Lazy() {
 				continue
@@ -63,6 +64,7 @@ type channelJSON struct {
 	LastEventID        string         `json:"lastEventId,omitempty"`
 	LastEventTime      *time.Time     `json:"lastEventTime,omitempty"`
 	EventNames         []string       `json:"eventNames"`
+	Holder             bool           `json:"holder,omitempty"` // cluster mode: this instance holds the upstream
 }
 
 // routeJSON is one configured channel path in /channels, so that a page can
@@ -88,7 +90,7 @@ func channels(hub *bridge.Hub, cfg *config.Config) http.HandlerFunc {
 				StateSince: inf.StateSince.UTC(), Clients: inf.Clients(),
 				ClientsByTransport: make(map[string]int, len(bridge.Transports)),
 				EventsIn:           inf.EventsIn, SlowClients: inf.SlowClients, Reconnects: inf.Reconnects,
-				LastEventID: inf.LastEventID, EventNames: inf.EventNames,
+				LastEventID: inf.LastEventID, EventNames: inf.EventNames, Holder: inf.Holder,
 			}
 			if cj.EventNames == nil {
 				cj.EventNames = []string{}

@@ -111,10 +111,10 @@ func channelOptions(cfg *config.Config, ch config.Channel, log zerolog.Logger) b
 }
 
 // newRouter routes every channel's path and the built-in endpoints.
-func newRouter(cfg *config.Config, hub *bridge.Hub, ds *downstream.Server, log zerolog.Logger) (*mux.Router, error) {
+func newRouter(cfg *config.Config, hub *bridge.Hub, ds *downstream.Server, cl *cluster, log zerolog.Logger) (*mux.Router, error) {
 	r := mux.NewRouter()
 	r.Path("/healthz").Methods(http.MethodGet, http.MethodHead).HandlerFunc(healthz)
-	r.Path("/readyz").Methods(http.MethodGet, http.MethodHead).HandlerFunc(readyz(hub))
+	r.Path("/readyz").Methods(http.MethodGet, http.MethodHead).HandlerFunc(readyz(hub, cl.notReady))
 	r.Path("/channels").Methods(http.MethodGet, http.MethodHead).HandlerFunc(channels(hub, cfg))
 	var groups []string
 	for _, ch := range cfg.Channels {
@@ -131,6 +131,7 @@ func newRouter(cfg *config.Config, hub *bridge.Hub, ds *downstream.Server, log z
 	}
 	for _, ch := range cfg.Channels {
 		opts := channelOptions(cfg, ch, log)
+		cl.channelOptions(&opts)
 		if len(templateVars(ch.Path)) > 0 {
 			name, open := templateRoute(hub, opts, ch.Path, ch.MaxChannels)
 			r.Path(ch.Path).Handler(ds.Route(downstream.Route{Name: name, Open: open, Public: ch.Public}))

@@ -46,6 +46,11 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		}
 	}
 
+	cl, err := startCluster(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer cl.close() // after hub.Close: the channels release their leases first
 	hub := bridge.NewHub()
 	defer hub.Close()
 	dopts, err := downstreamOptions(cfg, log)
@@ -53,7 +58,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		return err
 	}
 	ds := downstream.New(dopts)
-	router, err := newRouter(cfg, hub, ds, log)
+	router, err := newRouter(cfg, hub, ds, cl, log)
 	if err != nil {
 		return err
 	}

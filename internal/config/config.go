@@ -25,6 +25,7 @@ type Config struct {
 	Downstream Downstream // [downstream]
 	Upstream   Upstream   // [upstream]: the defaults every channel starts from
 	Channels   []Channel  // [[channel]], in file order
+	Cluster    *Cluster   // [cluster]; nil when the table is absent: the process serves alone
 }
 
 // Values of Server.Overload.
@@ -61,6 +62,15 @@ type Auth struct {
 	Tokens       []string // static bearer tokens, none empty
 	JWTSecret    string   // HS256 key
 	JWTPublicKey string   // path to a PEM file, RS256 or ES256
+}
+
+// Cluster is the [cluster] table: several processes serve the same channels
+// through Redis.
+type Cluster struct {
+	Redis  string        // redis://, rediss:// or unix:// URL; required
+	Node   string        // this process among the others; "": the host name and the process id
+	Lease  time.Duration // how long an upstream lease lasts unless renewed, at least 1s; default 5s
+	Prefix string        // the first part of every Redis key; default "ws2sse"
 }
 
 // Downstream is the [downstream] table.

@@ -68,8 +68,8 @@ func TestProblems(t *testing.T) {
 		},
 		{
 			name: "unknown table",
-			src:  "[cluster]\nredis = \"redis://localhost:6379/0\"\n",
-			want: []string{"ws2sse.toml:1: cluster: unknown key"},
+			src:  "[clustr]\nredis = \"redis://localhost:6379/0\"\n",
+			want: []string{"ws2sse.toml:1: clustr: unknown key"},
 		},
 		{
 			name: "unknown dotted key",
@@ -718,8 +718,13 @@ func TestExample(t *testing.T) {
 		"# [auth]", "[auth]",
 		"# tokens =", "tokens =",
 		"\nheaders = {}", "\n",
+		"# [cluster]", "[cluster]",
+		"# redis =", "redis =",
+		"# node =", "node =",
+		"# lease =", "lease =",
+		"# prefix =", "prefix =",
 	).Replace(string(data))
-	env := map[string]string{"FEED_TOKEN": "t1", "DASH_TOKEN": "t2"}
+	env := map[string]string{"FEED_TOKEN": "t1", "DASH_TOKEN": "t2", "REDIS_URL": "redis://redis:6379/0"}
 	cfg, err = Parse(path, []byte(uncommented), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatalf("with [auth] and headers uncommented:\n%v", err)
@@ -730,8 +735,11 @@ func TestExample(t *testing.T) {
 	if cfg.Auth == nil || !reflect.DeepEqual(cfg.Auth.Tokens, []string{"t2"}) {
 		t.Errorf("auth: %+v", cfg.Auth)
 	}
+	if want := (Cluster{Redis: "redis://redis:6379/0", Lease: 5 * time.Second, Prefix: "ws2sse"}); cfg.Cluster == nil || *cfg.Cluster != want {
+		t.Errorf("cluster: %+v, want %+v", cfg.Cluster, want)
+	}
 	_, err = Parse(path, []byte(uncommented), nil)
-	for _, v := range []string{"FEED_TOKEN is not set", "DASH_TOKEN is not set"} {
+	for _, v := range []string{"FEED_TOKEN is not set", "DASH_TOKEN is not set", "REDIS_URL is not set"} {
 		if err == nil || !strings.Contains(err.Error(), v) {
 			t.Errorf("without the environment: got %v, want %q", err, v)
 		}
@@ -793,5 +801,66 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	if want := "[10.0.0.0/8 192.168.0.7/32 ::1/128]"; fmt.Sprint(got) != want {
 		t.Errorf("trusted_proxies = %v, want %s", got, want)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	cfg, err := load(t, channel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster != nil {
+		t.Errorf("cluster without [cluster]: %+v", cfg.Cluster)
+	}
+
+	cfg, err = load(t, channel+"\n[cluster]\nredis = \"${REDIS_URL}\"\n", map[string]string{"REDIS_URL": "redis://:pw@redis:6379/2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Cluster{Redis: "redis://:pw@redis:6379/2", Lease: 5 * time.Second, Prefix: "ws2sse"}); *cfg.Cluster != want {
+		t.Errorf("defaults: %+v, want %+v", *cfg.Cluster, want)
+	}
+
+	cfg, err = load(t, "[cluster]\nredis = \"unix:///run/redis.sock\"\nnode = \"web-1\"\nlease = \"2s\"\nprefix = \"staging\"\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Cluster{Redis: "unix:///run/redis.sock", Node: "web-1", Lease: 2 * time.Second, Prefix: "staging"}); *cfg.Cluster != want {
+		t.Errorf("values: %+v, want %+v", *cfg.Cluster, want)
+	}
+
+	for _, tt := range []struct {
+		src  string
+		env  map[string]string
+		want []string
+	}{
+		{"[cluster]\nnode = \"a\"\n", nil, []string{`ws2sse.toml:1: cluster.redis: missing: [cluster] needs the Redis URL, like "redis://localhost:6379/0"`}},
+		{"[cluster]\nredis = \"http://:secret@redis\"\n", nil, []string{`ws2sse.toml:2: cluster.redis: the scheme must be redis, rediss or unix, not "http"`}},
+		{"[cluster]\nredis = \"${R}\"\n", map[string]string{"R": "http://:secret@redis"}, []string{`ws2sse.toml:2: cluster.redis: the scheme must be redis, rediss or unix`}},
+		{"[cluster]\nredis = \"${R}\"\n", nil, []string{`ws2sse.toml:2: cluster.redis: environment variable R is not set`}},
+		{"[cluster]\nredis = \"localhost:6379\"\n", nil, []string{`ws2sse.toml:2: cluster.redis: the scheme must be redis, rediss or unix, not "localhost"`}},
+		{"[cluster]\nredis = \"redis:///0\"\n", nil, []string{`ws2sse.toml:2: cluster.redis: missing host`}},
+		{"[cluster]\nredis = \"redis://h/x\"\n", nil, []string{`ws2sse.toml:2: cluster.redis: the path must be a database number, like /0`}},
+		{"[cluster]\nredis = \"redis://h\"\nlease = \"500ms\"\nnode = \"a b\"\nprefix = \"{x}\"\nleese = 1\n", nil, []string{
+			`ws2sse.toml:3: cluster.lease: must be at least 1s, got 500ms`,
+			`ws2sse.toml:4: cluster.node: must be 1 to 128 of A-Z a-z 0-9 . _ : -, not "a b"`,
+			`ws2sse.toml:5: cluster.prefix: must be 1 to 128 of A-Z a-z 0-9 . _ : -, not "{x}"`,
+			`ws2sse.toml:6: cluster.leese: unknown key`,
+		}},
+		{"cluster = \"redis://h\"\n", nil, []string{`ws2sse.toml:1: cluster: expected a table, got a string`}},
+	} {
+		t.Run("", func(t *testing.T) {
+			_, err := load(t, tt.src, tt.env)
+			if err == nil {
+				t.Fatalf("%q: no error, want %q", tt.src, tt.want)
+			}
+			got := problems(t, err)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("%q:\ngot  %q\nwant %q", tt.src, got, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("%q: the message shows the password: %v", tt.src, err)
+			}
+		})
 	}
 }

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config reads the whole document.
@@ -27,6 +31,11 @@ func (p *parser) config(doc map[string]any) *Config {
 	}
 	if v, key, ok := root.take("channel"); ok {
 		cfg.Channels = p.channels(key, v, cfg.Upstream, cfg.Server.Dashboard)
+	}
+	if v, key, ok := root.take("cluster"); ok {
+		if t, ok := p.asTable(key, v); ok {
+			cfg.Cluster = p.cluster(t)
+		}
 	}
 	root.done()
 	return cfg
@@ -164,4 +173,71 @@ func (p *parser) upstream(t *table, u *Upstream) {
 	if (t.has("backoff_min") || t.has("backoff_max")) && u.BackoffMin > u.BackoffMax {
 		p.add(t.blame("backoff_min", "backoff_max"), "backoff_min (%s) must not be more than backoff_max (%s)", u.BackoffMin, u.BackoffMax)
 	}
+}
+
+// nodeRE is what a cluster node name may be.
+var nodeRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+func (p *parser) cluster(t *table) *Cluster {
+	c := &Cluster{Lease: 5 * time.Second, Prefix: "ws2sse"}
+	if u, key, ok := t.text("redis"); ok {
+		if msg := checkRedisURL(u); msg != "" {
+			p.add(key, "%s", msg)
+		} else {
+			c.Redis = u.val
+		}
+	} else if !t.has("redis") {
+		p.add(t.key.child("redis"), `missing: [cluster] needs the Redis URL, like "redis://localhost:6379/0"`)
+	}
+	if v, key, ok := t.text("node"); ok {
+		if v.val == "" || nodeRE.MatchString(v.val) {
+			c.Node = v.val // "": the default
+		} else {
+			p.add(key, "must be 1 to 128 of A-Z a-z 0-9 . _ : -, not %s", v)
+		}
+	}
+	if t.duration("lease", &c.Lease, true) && c.Lease < time.Second {
+		p.add(t.key.child("lease"), "must be at least 1s, got %s", c.Lease)
+	}
+	if v, key, ok := t.text("prefix"); ok {
+		if nodeRE.MatchString(v.val) && !strings.ContainsAny(v.val, "{}") {
+			c.Prefix = v.val
+		} else {
+			p.add(key, "must be 1 to 128 of A-Z a-z 0-9 . _ : -, not %s", v)
+		}
+	}
+	t.done()
+	return c
+}
+
+// checkRedisURL returns what is wrong with a Redis URL, without ever quoting
+// it: it may hold a password.
+func checkRedisURL(u text) string {
+	parsed, err := url.Parse(u.val)
+	if err != nil {
+		return "not a valid URL"
+	}
+	switch parsed.Scheme {
+	case "redis", "rediss":
+		if parsed.Host == "" {
+			return "missing host"
+		}
+		if db := strings.Trim(parsed.Path, "/"); db != "" {
+			if _, err := strconv.ParseUint(db, 10, 16); err != nil {
+				return "the path must be a database number, like /0"
+			}
+		}
+	case "unix":
+		if parsed.Path == "" {
+			return "missing socket path: unix:///path/to/redis.sock"
+		}
+	case "":
+		return "missing scheme: the URL must start with redis://, rediss:// or unix://"
+	default:
+		if u.env {
+			return "the scheme must be redis, rediss or unix"
+		}
+		return fmt.Sprintf("the scheme must be redis, rediss or unix, not %q", parsed.Scheme)
+	}
+	return ""
 }
