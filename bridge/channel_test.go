@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 	"github.com/ws2sse/ws2sse/upstream"
 )
 
@@ -416,7 +417,7 @@ func TestEagerConnectsAtOnce(t *testing.T) {
 	if fc.path != "/eager" || !c.running() {
 		t.Fatalf("connection on %s, running %v", fc.path, c.running())
 	}
-	eventually(t, waitFor, func() bool { return c.Info().State.State == upstream.StateUp }, "the channel is up")
+	wstest.Eventually(t, "the channel to be up", func() bool { return c.Info().State.State == upstream.StateUp })
 	s := subscribe(t, c, SubscribeOptions{})
 	s.Close()
 	fc.send(t, "still here") // no linger for an eager channel: the connection stays
@@ -473,7 +474,7 @@ func TestLazy(t *testing.T) {
 	if d := time.Since(left); d < linger {
 		t.Errorf("disconnected %v after the last subscriber left; linger is %v", d, linger)
 	}
-	eventually(t, waitFor, func() bool { return idle.Load() == 1 }, "OnIdle is called")
+	wstest.Eventually(t, "OnIdle to be called", func() bool { return idle.Load() == 1 })
 	if lazy.running() || lazy.Info().State.State != upstream.StateDown {
 		t.Errorf("running %v, state %v after the linger", lazy.running(), lazy.Info().State.State)
 	}

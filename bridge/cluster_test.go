@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ws2sse/ws2sse/internal/wstest"
 	"github.com/ws2sse/ws2sse/upstream"
 )
 
@@ -28,7 +29,7 @@ func newNode(t testing.TB, store *MemoryStore, node string, f *feed, path string
 		opts.Name = strings.TrimPrefix(path, "/")
 	}
 	opts.Upstream = upstreamOpts(f, path)
-	opts.Logger = testLogger(t).With().Str("test_node", node).Logger()
+	opts.Logger = wstest.Logger(t).With().Str("test_node", node).Logger()
 	c := New(opts)
 	t.Cleanup(c.Close)
 	return c, s
@@ -39,7 +40,7 @@ func newNode(t testing.TB, store *MemoryStore, node string, f *feed, path string
 func holderOf(t testing.TB, cs ...*Channel) *Channel {
 	t.Helper()
 	var h *Channel
-	eventually(t, waitFor, func() bool {
+	wstest.Eventually(t, "exactly one node to hold the upstream", func() bool {
 		h = nil
 		n := 0
 		for _, c := range cs {
@@ -49,14 +50,14 @@ func holderOf(t testing.TB, cs ...*Channel) *Channel {
 			}
 		}
 		return n == 1
-	}, "exactly one node holds the upstream")
+	})
 	return h
 }
 
 // waitUp waits until c reports its upstream up.
 func waitUp(t testing.TB, c *Channel) {
 	t.Helper()
-	eventually(t, waitFor, func() bool { return c.Info().State.State == upstream.StateUp }, c.Name()+" sees its upstream up")
+	wstest.Eventually(t, c.Name()+" to see its upstream up", func() bool { return c.Info().State.State == upstream.StateUp })
 }
 
 // readEvents reads from s until it has n events that are not notices, and
@@ -320,7 +321,7 @@ func TestClusterLazy(t *testing.T) {
 	if took := time.Since(left); took < linger {
 		t.Errorf("upstream closed %s after the last client left, before the linger (%s)", took, linger)
 	}
-	eventually(t, waitFor, func() bool { return !a.running() && !b.running() }, "both nodes stop following the log")
+	wstest.Eventually(t, "both nodes to stop following the log", func() bool { return !a.running() && !b.running() })
 	if n := f.accepted("/lazy"); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
@@ -346,7 +347,7 @@ func TestClusterGroupedChannelsGoIdle(t *testing.T) {
 		t.Cleanup(h.Close)
 		c, err := h.OpenInGroup("g", 10, Options{
 			Name: "g/x", Upstream: upstreamOpts(f, "/g/x"), Linger: 50 * time.Millisecond,
-			Store: store.Join(fmt.Sprint(i)), Lease: 300 * time.Millisecond, Logger: testLogger(t),
+			Store: store.Join(fmt.Sprint(i)), Lease: 300 * time.Millisecond, Logger: wstest.Logger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -359,7 +360,7 @@ func TestClusterGroupedChannelsGoIdle(t *testing.T) {
 	readN(t, s, 1)
 	s.Close()
 	fc.waitGone(t)
-	eventually(t, waitFor, func() bool { return hubs[0].Get("g/x") == nil && hubs[1].Get("g/x") == nil }, "the grouped channels close")
+	wstest.Eventually(t, "the grouped channels to close", func() bool { return hubs[0].Get("g/x") == nil && hubs[1].Get("g/x") == nil })
 }
 
 func TestClusterStoreUnreachable(t *testing.T) {

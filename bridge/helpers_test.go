@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/rs/zerolog"
 
+	"github.com/ws2sse/ws2sse/internal/wstest"
 	"github.com/ws2sse/ws2sse/upstream"
 )
 
 // waitFor bounds every wait of these tests; none should come near it.
-const waitFor = 10 * time.Second
+const waitFor = wstest.WaitTimeout
 
 // feed is a WebSocket upstream on loopback. Each connection it accepts is
 // handed to the test, which sends frames through it.
@@ -161,7 +161,7 @@ func (fc *feedConn) waitGone(t testing.TB) {
 func newChannel(t testing.TB, f *feed, path string, opts Options) *Channel {
 	t.Helper()
 	opts.Upstream = upstreamOpts(f, path)
-	opts.Logger = testLogger(t)
+	opts.Logger = wstest.Logger(t)
 	if opts.Name == "" {
 		opts.Name = strings.TrimPrefix(path, "/")
 	}
@@ -178,10 +178,6 @@ func upstreamOpts(f *feed, path string) upstream.Options {
 		BackoffMin: 5 * time.Millisecond,
 		BackoffMax: 20 * time.Millisecond,
 	}
-}
-
-func testLogger(t testing.TB) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t))
 }
 
 // subscribe subscribes to c and closes the subscription at cleanup.
@@ -268,18 +264,6 @@ func ids(evs []*Event) []string {
 		out[i] = e.ID
 	}
 	return out
-}
-
-// eventually polls cond until it holds, for at most d.
-func eventually(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // fakeClock is an Options.Now that moves only when told.

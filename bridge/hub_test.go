@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 func TestHub(t *testing.T) {
@@ -22,7 +24,7 @@ func TestHub(t *testing.T) {
 			Name:     name,
 			Upstream: upstreamOpts(f, "/"+name),
 			Linger:   linger,
-			Logger:   testLogger(t),
+			Logger:   wstest.Logger(t),
 		}
 	}
 
@@ -78,7 +80,7 @@ func TestHub(t *testing.T) {
 	}
 	s.Close()
 	fc.waitGone(t)
-	eventually(t, waitFor, func() bool { return h.Get("t/a") == nil }, "the idle channel leaves the hub")
+	wstest.Eventually(t, "the idle channel to leave the hub", func() bool { return h.Get("t/a") == nil })
 	if _, err := a.Subscribe(SubscribeOptions{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe on the idle-closed channel: %v, want ErrClosed", err)
 	}
@@ -123,12 +125,12 @@ func TestHubUnusedGroupedChannelFreesItsSlot(t *testing.T) {
 	f := newFeed(t)
 	h := NewHub()
 	t.Cleanup(h.Close)
-	opts := Options{Name: "t/a", Upstream: upstreamOpts(f, "/t/a"), Linger: 20 * time.Millisecond, Logger: testLogger(t)}
+	opts := Options{Name: "t/a", Upstream: upstreamOpts(f, "/t/a"), Linger: 20 * time.Millisecond, Logger: wstest.Logger(t)}
 	a, err := h.OpenInGroup("t", 1, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return h.Get("t/a") == nil }, "the unused channel to close")
+	wstest.Eventually(t, "the unused channel to close", func() bool { return h.Get("t/a") == nil })
 	if _, err := a.Subscribe(SubscribeOptions{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Subscribe on the closed channel: %v, want ErrClosed", err)
 	}

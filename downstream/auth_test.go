@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ws2sse/ws2sse/bridge"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // testKeys are the signing keys of the access-control tests, made once:
@@ -109,7 +109,7 @@ func (a *authChannels) push(t *testing.T, name, data string) {
 // and "/public/news" on a public route.
 type authServer struct {
 	*testServer
-	logs   *logBuffer
+	logs   *wstest.Buffer
 	opened atomic.Int64 // channels opened by the private route
 }
 
@@ -119,8 +119,8 @@ func (a *authChannels) serve(t *testing.T, ao AuthOptions) *authServer {
 	if err != nil {
 		t.Fatalf("NewAuthorizer: %v", err)
 	}
-	as := &authServer{logs: new(logBuffer)}
-	s := New(Options{Heartbeat: time.Minute, Auth: auth, Logger: as.logs.logger(t)})
+	as := &authServer{logs: new(wstest.Buffer)}
+	s := New(Options{Heartbeat: time.Minute, Auth: auth, Logger: wstest.Logger(t, as.logs)})
 	name := func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, "/") }
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Route(Route{
@@ -140,25 +140,6 @@ func (a *authChannels) serve(t *testing.T, ao AuthOptions) *authServer {
 	}))
 	as.testServer = serveHandler(t, s, mux)
 	return as
-}
-
-// serveHandler serves h, a handler of s, on loopback. When the test ends
-// it shuts s down and waits for every handler.
-func serveHandler(t *testing.T, s *Server, h http.Handler) *testServer {
-	t.Helper()
-	var wg sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		s.Shutdown()
-		srv.Close()
-		wg.Wait()
-		s.Wait()
-	})
-	return &testServer{Server: srv, s: s}
 }
 
 // readable checks that an SSE stream and a WebSocket at path, opened with
@@ -307,7 +288,7 @@ func TestAuthRefused(t *testing.T) {
 			tc.as.refused(t, "/ticker/btc", tc.hdr, tc.status)
 		})
 	}
-	waitFor(t, "no clients", func() bool {
+	wstest.Eventually(t, "no clients", func() bool {
 		for _, ch := range a.chans {
 			if clients(ch) != 0 {
 				return false
@@ -481,7 +462,7 @@ func TestAuthNoTokenInOutput(t *testing.T) {
 			st.refused(t, "/prices?access_token=wr0ng-st4tic-Pq9", nil, http.StatusUnauthorized))
 	})
 	// The sessions log when they end.
-	waitFor(t, "every session to be logged", func() bool {
+	wstest.Eventually(t, "every session to be logged", func() bool {
 		return strings.Count(hs.logs.String(), "client session ended") == 2*3*len(good) &&
 			strings.Count(rs.logs.String(), "client session ended") == 1
 	})
@@ -601,7 +582,7 @@ func TestAuthCookieNotForAnyOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New(Options{Heartbeat: time.Minute, Auth: auth, CORSOrigins: []string{"*", "https://app.example"},
-		Logger: testLogger(t)})
+		Logger: wstest.Logger(t)})
 	ts := serveHandler(t, s, s.Route(Route{
 		Name: func(*http.Request) string { return "prices" },
 		Open: Static(a.chans["prices"]),

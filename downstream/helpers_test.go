@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,37 +14,21 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/rs/zerolog"
 
 	"github.com/ws2sse/ws2sse/bridge"
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 	"github.com/ws2sse/ws2sse/upstream"
 )
 
 const (
 	// waitTimeout bounds every wait for something that should happen
-	// soon; it is generous so that a loaded machine does not flake.
-	waitTimeout = 10 * time.Second
+	// soon.
+	waitTimeout = wstest.WaitTimeout
 	// streamTimeout bounds a whole client connection, so that a test that
 	// goes wrong fails instead of hanging.
 	streamTimeout = 30 * time.Second
 )
-
-func testLogger(t *testing.T) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t))
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // feed is a real WebSocket upstream on loopback. The test pushes frames to
 // the connection it accepted last and can drop that connection.
@@ -144,11 +129,11 @@ func newChannel(t *testing.T, f *feed, opts bridge.Options) *bridge.Channel {
 		opts.Upstream.BackoffMin = 10 * time.Millisecond
 		opts.Upstream.BackoffMax = 20 * time.Millisecond
 	}
-	opts.Logger = testLogger(t)
+	opts.Logger = wstest.Logger(t)
 	ch := bridge.New(opts)
 	t.Cleanup(ch.Close)
 	f.conn(t)
-	waitFor(t, "the upstream to be up", func() bool { return ch.Info().State.State == upstream.StateUp })
+	wstest.Eventually(t, "the upstream to be up", func() bool { return ch.Info().State.State == upstream.StateUp })
 	return ch
 }
 
@@ -158,7 +143,7 @@ func publish(t *testing.T, f *feed, ch *bridge.Channel, typ websocket.MessageTyp
 	t.Helper()
 	n := ch.Info().EventsIn
 	f.send(t, typ, data)
-	waitFor(t, "the event to be published", func() bool { return ch.Info().EventsIn > n })
+	wstest.Eventually(t, "the event to be published", func() bool { return ch.Info().EventsIn > n })
 	return ch.Info().LastEventID
 }
 
@@ -180,57 +165,49 @@ type testServer struct {
 	s *Server
 }
 
-// logBuffer keeps the log lines of a server for a test to check.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// logger returns a logger that writes to l and to the test's log.
-func (l *logBuffer) logger(t *testing.T) zerolog.Logger {
-	return zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), l))
-}
-
 // newServer serves a Server made with opts, logging to the test's log.
 func newServer(t *testing.T, opts Options, resolve Resolver) *testServer {
 	t.Helper()
-	opts.Logger = testLogger(t)
+	opts.Logger = wstest.Logger(t)
 	return serve(t, New(opts), resolve)
 }
 
 // serve serves s.Handler(resolve).
 func serve(t *testing.T, s *Server, resolve Resolver) *testServer {
 	t.Helper()
-	h := s.Handler(resolve)
+	return serveHandler(t, s, s.Handler(resolve))
+}
+
+// serveHandler serves h, a handler of s, on loopback.
+func serveHandler(t *testing.T, s *Server, h http.Handler) *testServer {
+	t.Helper()
+	return &testServer{Server: startServer(t, s, h, (*httptest.Server).Start), s: s}
+}
+
+// startServer serves h, a handler of s, on a loopback server that start
+// starts. When the test ends it shuts s down and waits for every handler,
+// hijacked ones too.
+func startServer(t *testing.T, s *Server, h http.Handler, start func(*httptest.Server)) *httptest.Server {
+	t.Helper()
 	var wg sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
 		h.ServeHTTP(w, r)
 	}))
+	start(srv)
 	t.Cleanup(func() {
 		s.Shutdown()
 		srv.Close()
 		wg.Wait()
 		s.Wait()
 	})
-	return &testServer{Server: srv, s: s}
+	return srv
 }
 
-func (ts *testServer) wsURL(query string) string {
-	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/stream" + query
+// wsURL returns the ws:// URL of path on the server.
+func (ts *testServer) wsURL(path string) string {
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + path
 }
 
 // request sends a request and returns the response with its whole body.
@@ -269,8 +246,25 @@ type sseClient struct {
 // the status.
 func (ts *testServer) openSSE(t *testing.T, path string, hdr http.Header) *sseClient {
 	t.Helper()
+	return ts.openSSEVia(t, ts.Client(), path, hdr)
+}
+
+// openSSEVia opens a stream through client; it does not check the status.
+func (ts *testServer) openSSEVia(t *testing.T, client *http.Client, path string, hdr http.Header) *sseClient {
+	t.Helper()
+	return openStream(t, client, ts.URL+path, hdr, nil)
+}
+
+// openStream GETs url through client as an EventSource would, with the
+// request headers hdr and, when it is not nil, trace. It does not check the
+// status. The stream is closed when the test ends.
+func openStream(t *testing.T, client *http.Client, url string, hdr http.Header, trace *httptrace.ClientTrace) *sseClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+path, nil)
+	if trace != nil {
+		ctx = httptrace.WithClientTrace(ctx, trace)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -279,10 +273,10 @@ func (ts *testServer) openSSE(t *testing.T, path string, hdr http.Header) *sseCl
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := ts.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	t.Cleanup(func() {
 		resp.Body.Close()
@@ -337,17 +331,31 @@ func (c *sseClient) expectData(t *testing.T, want ...string) []sse.Event {
 	return evs
 }
 
-// dialWS opens a WebSocket to the server. It returns the handshake's
-// response too, for refusals.
+// dialWS opens a WebSocket to the server's /stream with the query. It
+// returns the handshake's response too, for refusals.
 func (ts *testServer) dialWS(t *testing.T, query string, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
 	if opts == nil {
 		opts = &websocket.DialOptions{}
 	}
 	opts.HTTPClient = ts.Client()
+	return ts.dial(t, "/stream"+query, opts)
+}
+
+// dialWSVia opens a WebSocket at path through client, with the request
+// headers hdr.
+func (ts *testServer) dialWSVia(t *testing.T, client *http.Client, path string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	return ts.dial(t, path, &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdr})
+}
+
+// dial opens a WebSocket at path with opts; the connection takes messages
+// of any size and is dropped when the test ends.
+func (ts *testServer) dial(t *testing.T, path string, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, ts.wsURL(query), opts)
+	c, resp, err := websocket.Dial(ctx, ts.wsURL(path), opts)
 	if c != nil {
 		c.SetReadLimit(-1)
 		t.Cleanup(func() { c.CloseNow() })

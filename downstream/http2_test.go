@@ -1,7 +1,6 @@
 package downstream
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,27 +14,17 @@ import (
 
 	"github.com/ws2sse/ws2sse/bridge"
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // serveTLS serves h, a handler of s, over TLS with HTTP/2 on loopback.
 // When the test ends it shuts s down and waits for every handler.
 func serveTLS(t *testing.T, s *Server, h http.Handler) *httptest.Server {
 	t.Helper()
-	var wg sync.WaitGroup
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
-		h.ServeHTTP(w, r)
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(func() {
-		s.Shutdown()
-		srv.Close()
-		wg.Wait()
-		s.Wait()
+	return startServer(t, s, h, func(srv *httptest.Server) {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
 	})
-	return srv
 }
 
 // h2Stream is one SSE stream over HTTP/2 and the connection it uses.
@@ -46,27 +35,11 @@ type h2Stream struct {
 
 func openH2(t *testing.T, srv *httptest.Server, path string) *h2Stream {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 	st := &h2Stream{}
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+	st.sseClient = openStream(t, srv.Client(), srv.URL+path, nil, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { st.conn = info.Conn },
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	t.Cleanup(func() {
-		resp.Body.Close()
-		cancel()
-	})
-	st.sseClient = newSSEClient(resp)
+	resp := st.resp
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: status %d, want 200", path, resp.StatusCode)
 	}
@@ -111,7 +84,7 @@ func TestHTTP2(t *testing.T) {
 	f := newFeed(t)
 	ch := newChannel(t, f, bridge.Options{})
 	const short = 100 * time.Millisecond
-	s := New(Options{Heartbeat: time.Minute, ShutdownRetry: short, MaxClients: 10, Logger: testLogger(t)})
+	s := New(Options{Heartbeat: time.Minute, ShutdownRetry: short, MaxClients: 10, Logger: wstest.Logger(t)})
 	srv := serveTLS(t, s, s.Route(Route{Open: Static(ch)}))
 
 	// One after the other, so that the second finds the connection of the
@@ -120,7 +93,7 @@ func TestHTTP2(t *testing.T) {
 	if streams[0].conn == nil || streams[0].conn != streams[1].conn {
 		t.Fatalf("the streams use connections %p and %p, want one", streams[0].conn, streams[1].conn)
 	}
-	waitFor(t, "two clients", func() bool { return clients(ch) == 2 })
+	wstest.Eventually(t, "two clients", func() bool { return clients(ch) == 2 })
 
 	const n = 50
 	want := make([]string, n)
@@ -160,7 +133,7 @@ func TestHTTP2(t *testing.T) {
 
 	// One stream ends; the other, on the same connection, goes on.
 	streams[0].resp.Body.Close()
-	waitFor(t, "the first stream to end", func() bool { return clients(ch) == 1 })
+	wstest.Eventually(t, "the first stream to end", func() bool { return clients(ch) == 1 })
 	f.text(t, "after")
 	streams[1].expectData(t, "after")
 	third := openH2(t, srv, "/stream")

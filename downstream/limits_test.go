@@ -1,10 +1,7 @@
 package downstream
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ws2sse/ws2sse/bridge"
-	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // fromIP returns an HTTP client whose connections come from the loopback
@@ -33,52 +30,6 @@ func fromIP(t *testing.T, ip string) *http.Client {
 	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: addr}).DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
-}
-
-// openSSEVia opens a stream through client; it does not check the status.
-func (ts *testServer) openSSEVia(t *testing.T, client *http.Client, path string, hdr http.Header) *sseClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+path, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	t.Cleanup(func() {
-		resp.Body.Close()
-		cancel()
-	})
-	return newSSEClient(resp)
-}
-
-// newSSEClient reads the stream of resp.
-func newSSEClient(resp *http.Response) *sseClient {
-	raw := new(bytes.Buffer)
-	return &sseClient{resp: resp, raw: raw, p: sse.NewParser(io.TeeReader(resp.Body, raw))}
-}
-
-// dialWSVia opens a WebSocket at path through client, with the request
-// headers hdr.
-func (ts *testServer) dialWSVia(t *testing.T, client *http.Client, path string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + path
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdr})
-	if c != nil {
-		c.SetReadLimit(-1)
-		t.Cleanup(func() { c.CloseNow() })
-	}
-	return c, resp, err
 }
 
 // expectTurnedAway checks that an SSE client over a limit was sent away
@@ -212,7 +163,7 @@ func TestLimitSlotFrees(t *testing.T) {
 	admitSSE := func(t *testing.T) *sseClient {
 		t.Helper()
 		var c *sseClient
-		waitFor(t, "an SSE client to be admitted", func() bool {
+		wstest.Eventually(t, "an SSE client to be admitted", func() bool {
 			c = ts.openSSE(t, "/stream", nil)
 			if c.resp.StatusCode == http.StatusOK {
 				return true
@@ -225,7 +176,7 @@ func TestLimitSlotFrees(t *testing.T) {
 	admitWS := func(t *testing.T) *websocket.Conn {
 		t.Helper()
 		var c *websocket.Conn
-		waitFor(t, "a WebSocket client to be admitted", func() bool {
+		wstest.Eventually(t, "a WebSocket client to be admitted", func() bool {
 			var err error
 			c, _, err = ts.dialWS(t, "", nil)
 			return err == nil
@@ -257,7 +208,7 @@ func TestLimitSlotFrees(t *testing.T) {
 	fourth := admitSSE(t)
 	served(t, f, "4", []*sseClient{fourth}, nil)
 	expectRejected(t, ts.openSSE(t, "/stream", nil))
-	waitFor(t, "one client on the channel", func() bool { return clients(ch) == 1 })
+	wstest.Eventually(t, "one client on the channel", func() bool { return clients(ch) == 1 })
 }
 
 func TestLimitPerIP(t *testing.T) {

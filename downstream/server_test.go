@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ws2sse/ws2sse/bridge"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 func TestCORS(t *testing.T) {
@@ -164,8 +165,8 @@ func TestOverload(t *testing.T) {
 		checkRetryAfter(t, resp)
 	})
 	t.Run("logged", func(t *testing.T) {
-		logs := new(logBuffer)
-		ts := serve(t, New(Options{Logger: logs.logger(t)}), tooMany)
+		logs := new(wstest.Buffer)
+		ts := serve(t, New(Options{Logger: wstest.Logger(t, logs)}), tooMany)
 		c := ts.stream(t, "/stream?access_token=SECRET", nil)
 		c.next(t)
 		c.expectEOF(t)
@@ -209,6 +210,23 @@ func TestOverload(t *testing.T) {
 	})
 }
 
+// expectSentAway checks that each stream ends, telling its client to come
+// back after short to 2*short, and that each WebSocket is closed with 1001.
+func expectSentAway(t *testing.T, short time.Duration, streams []*sseClient, conns []*websocket.Conn) {
+	t.Helper()
+	for i, c := range streams {
+		c.expectEOF(t)
+		if r, _ := c.p.Retry(); r < short || r > 2*short {
+			t.Errorf("stream %d: retry %v at the end, want %v to %v", i, r, short, 2*short)
+		}
+	}
+	for i, c := range conns {
+		if code := expectClose(t, c); code != websocket.StatusGoingAway {
+			t.Errorf("WebSocket %d: closed with %v, want 1001", i, code)
+		}
+	}
+}
+
 func TestShutdown(t *testing.T) {
 	f := newFeed(t)
 	ch := newChannel(t, f, bridge.Options{})
@@ -227,23 +245,14 @@ func TestShutdown(t *testing.T) {
 	expectText(t, conns[1], `{"id":"`+id+`","event":"message","data":"x"}`)
 
 	ts.s.Shutdown()
+	expectSentAway(t, short, streams, conns)
 	retryRE := regexp.MustCompile(`\n\nretry: ([0-9]+)\n\n$`)
 	for i, c := range streams {
-		c.expectEOF(t)
-		r, _ := c.p.Retry()
-		if r < short || r > 2*short {
-			t.Errorf("stream %d: retry %v at the end, want %v to %v", i, r, short, 2*short)
-		}
 		if !retryRE.MatchString(c.raw.String()) {
 			t.Errorf("stream %d: %q, want it to end with a retry", i, c.raw.String())
 		}
 	}
-	for i, c := range conns {
-		if code := expectClose(t, c); code != websocket.StatusGoingAway {
-			t.Errorf("WebSocket %d: closed with %v, want 1001", i, code)
-		}
-	}
-	waitFor(t, "the subscriptions to end", func() bool { return clients(ch) == 0 })
+	wstest.Eventually(t, "the subscriptions to end", func() bool { return clients(ch) == 0 })
 
 	// A client that comes after the shutdown is sent away the same way.
 	c := ts.stream(t, "/stream", nil)
@@ -278,7 +287,7 @@ func TestMethods(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent || body != "" {
 		t.Errorf("OPTIONS: status %d, body %q; want 204", resp.StatusCode, body)
 	}
-	waitFor(t, "no clients", func() bool { return clients(ch) == 0 })
+	wstest.Eventually(t, "no clients", func() bool { return clients(ch) == 0 })
 }
 
 // TestChannelClosed: when a channel closes under its clients, SSE clients
@@ -300,17 +309,7 @@ func TestChannelClosed(t *testing.T) {
 	}
 
 	ch.Close()
-	for i, c := range streams {
-		c.expectEOF(t)
-		if r, _ := c.p.Retry(); r < short || r > 2*short {
-			t.Errorf("stream %d: retry %v at the end, want %v to %v", i, r, short, 2*short)
-		}
-	}
-	for i, c := range conns {
-		if code := expectClose(t, c); code != websocket.StatusGoingAway {
-			t.Errorf("WebSocket %d: closed with %v, want 1001", i, code)
-		}
-	}
+	expectSentAway(t, short, streams, conns)
 	resp, _ := ts.request(t, http.MethodGet, "/stream", nil)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("closed channel: status %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))

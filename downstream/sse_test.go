@@ -453,6 +453,60 @@ func paceTo(t *testing.T, f *feed, progress <-chan int, window, least, limit, ex
 	return stopAt
 }
 
+// dropSlow publishes big payloads, paced to the fast client, until the
+// channel has dropped a slow client; then it waits until the fast client,
+// reporting on progress and readErr, has read them all, and checks that
+// the channel took them all in and serves the fast client alone. It
+// returns how many it published.
+func dropSlow(t *testing.T, f *feed, ch *bridge.Channel, progress <-chan int, readErr <-chan error) int {
+	t.Helper()
+	n := paceTo(t, f, progress, 4, 200, 2000, 50, func() bool { return ch.Info().SlowClients > 0 })
+	for seen := 0; seen < n; {
+		select {
+		case seen = <-progress:
+		case err := <-readErr:
+			t.Fatalf("fast client: %v", err)
+		case <-time.After(waitTimeout):
+			t.Fatalf("the fast client got %d of %d events", seen, n)
+		}
+	}
+	info := ch.Info()
+	if info.EventsIn != uint64(n) || info.SlowClients != 1 || info.Clients() != 1 {
+		t.Errorf("channel: %d events in, %d slow, %d clients; want %d, 1, 1", info.EventsIn, info.SlowClients, info.Clients(), n)
+	}
+	return n
+}
+
+// sseReader reads big payloads in order from c, reporting progress; it
+// ends on the first error or mismatch.
+func sseReader(c *sseClient, progress chan int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			ev, err := c.p.Next()
+			if err != nil {
+				done <- err
+				return
+			}
+			if ev.Data != string(bigPayload(i)) {
+				done <- fmt.Errorf("event %d is %.8q…, want %.8q…", i, ev.Data, bigPayload(i))
+				return
+			}
+			reportProgress(progress, i+1)
+		}
+	}()
+	return done
+}
+
+// reportProgress replaces what progress holds with n.
+func reportProgress(progress chan int, n int) {
+	select {
+	case <-progress:
+	default:
+	}
+	progress <- n
+}
+
 func TestSSESlowClient(t *testing.T) {
 	f := newFeed(t)
 	const queue = 16
@@ -483,43 +537,12 @@ func TestSSESlowClient(t *testing.T) {
 
 	fast := ts.stream(t, "/stream", nil)
 	progress := make(chan int, 1)
-	readErr := make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			ev, err := fast.p.Next()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			if ev.Data != string(bigPayload(i)) {
-				readErr <- fmt.Errorf("event %d is %.8q…, want %.8q…", i, ev.Data, bigPayload(i))
-				return
-			}
-			select {
-			case <-progress:
-			default:
-			}
-			progress <- i + 1
-		}
-	}()
+	readErr := sseReader(fast, progress)
 	if n := clients(ch); n != 2 {
 		t.Fatalf("%d clients, want 2", n)
 	}
 
-	n := paceTo(t, f, progress, 4, 200, 2000, 50, func() bool { return ch.Info().SlowClients > 0 })
-	for seen := 0; seen < n; {
-		select {
-		case seen = <-progress:
-		case err := <-readErr:
-			t.Fatalf("fast client: %v", err)
-		case <-time.After(waitTimeout):
-			t.Fatalf("the fast client got %d of %d events", seen, n)
-		}
-	}
-	info := ch.Info()
-	if info.EventsIn != uint64(n) || info.SlowClients != 1 || info.Clients() != 1 {
-		t.Errorf("channel: %d events in, %d slow, %d clients; want %d, 1, 1", info.EventsIn, info.SlowClients, info.Clients(), n)
-	}
+	n := dropSlow(t, f, ch, progress, readErr)
 
 	// The server has closed the slow connection: draining it ends, short of
 	// everything that was published.

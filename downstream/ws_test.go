@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ws2sse/ws2sse/bridge"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 	"github.com/ws2sse/ws2sse/upstream"
 )
 
@@ -89,7 +90,7 @@ func TestWSAndSSE(t *testing.T) {
 	if got := inf.Stats.Clients; got[bridge.TransportSSE] != 1 || got[bridge.TransportWebSocket] != 1 {
 		t.Errorf("clients per transport %v, want one each", got)
 	}
-	waitFor(t, "the events out to be counted", func() bool {
+	wstest.Eventually(t, "the events out to be counted", func() bool {
 		out := ch.Info().EventsOut
 		return out[bridge.TransportSSE] == uint64(len(frames)) && out[bridge.TransportWebSocket] == uint64(len(frames))
 	})
@@ -287,7 +288,7 @@ func TestWSReadOnly(t *testing.T) {
 			}
 		}
 	})
-	waitFor(t, "no clients", func() bool { return clients(ch) == 0 })
+	wstest.Eventually(t, "no clients", func() bool { return clients(ch) == 0 })
 }
 
 func TestWSOrigin(t *testing.T) {
@@ -338,11 +339,7 @@ func wsReader(c *websocket.Conn, progress chan int) <-chan error {
 				done <- fmt.Errorf("message %d is %.8q…, want %.8q…", i, b, bigPayload(i))
 				return
 			}
-			select {
-			case <-progress:
-			default:
-			}
-			progress <- i + 1
+			reportProgress(progress, i+1)
 		}
 	}()
 	return done
@@ -358,20 +355,7 @@ func TestWSSlowClient(t *testing.T) {
 	progress := make(chan int, 1)
 	readErr := wsReader(fast, progress)
 
-	n := paceTo(t, f, progress, 4, 200, 2000, 50, func() bool { return ch.Info().SlowClients > 0 })
-	for seen := 0; seen < n; {
-		select {
-		case seen = <-progress:
-		case err := <-readErr:
-			t.Fatalf("fast client: %v", err)
-		case <-time.After(waitTimeout):
-			t.Fatalf("the fast client got %d of %d events", seen, n)
-		}
-	}
-	info := ch.Info()
-	if info.EventsIn != uint64(n) || info.SlowClients != 1 || info.Clients() != 1 {
-		t.Errorf("channel: %d events in, %d slow, %d clients; want %d, 1, 1", info.EventsIn, info.SlowClients, info.Clients(), n)
-	}
+	n := dropSlow(t, f, ch, progress, readErr)
 
 	// The slow client finds its connection closed after what the socket
 	// buffers held.
@@ -401,8 +385,8 @@ func TestWSUnansweredPings(t *testing.T) {
 	f := newFeed(t)
 	ch := newChannel(t, f, bridge.Options{})
 	const hb, wt = 50 * time.Millisecond, 200 * time.Millisecond
-	logs := &logBuffer{}
-	ts := serve(t, New(Options{Heartbeat: hb, WriteTimeout: wt, Logger: logs.logger(t)}), Static(ch))
+	logs := &wstest.Buffer{}
+	ts := serve(t, New(Options{Heartbeat: hb, WriteTimeout: wt, Logger: wstest.Logger(t, logs)}), Static(ch))
 	start := time.Now()
 	// A coder/websocket client answers pings only while it reads.
 	deaf := ts.ws(t, "", nil)
@@ -426,13 +410,13 @@ func TestWSUnansweredPings(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "the deaf client to be dropped", func() bool { return clients(ch) == 1 })
+	wstest.Eventually(t, "the deaf client to be dropped", func() bool { return clients(ch) == 1 })
 	if took := time.Since(start); took < hb+wt {
 		t.Errorf("dropped after %v, before a ping could time out", took)
 	}
 	// The client that answers is pinged all along and stays.
 	n := pings.Load()
-	waitFor(t, "more pings", func() bool { return pings.Load() >= n+3 })
+	wstest.Eventually(t, "more pings", func() bool { return pings.Load() >= n+3 })
 	f.text(t, "still here")
 	select {
 	case m := <-msgs:
@@ -448,7 +432,7 @@ func TestWSUnansweredPings(t *testing.T) {
 		t.Errorf("%d clients, want the responsive one", n)
 	}
 	expectClose(t, deaf)
-	waitFor(t, "the session log line", func() bool { return strings.Contains(logs.String(), `"reason":"no pong"`) })
+	wstest.Eventually(t, "the session log line", func() bool { return strings.Contains(logs.String(), `"reason":"no pong"`) })
 
 	alive.CloseNow()
 	<-readErr

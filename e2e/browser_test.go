@@ -277,6 +277,17 @@ window.record = function (name, url, names) {
 };
 true`
 
+// recordFeed opens origin's /healthz in p, loads the recorder there and
+// records /feed as the stream "a", listening to the event names (a
+// JavaScript array), and waits until its EventSource is open.
+func (p *page) recordFeed(origin, names string) {
+	p.t.Helper()
+	p.navigate(origin + "/healthz")
+	p.run(recorderJS)
+	p.run(`record("a", "/feed", ` + names + `)`)
+	p.waitFor("the EventSource a to open", `streams.a.es.readyState === 1`, `streams.a`, 0)
+}
+
 // sseEvent is one event a recorder saw.
 type sseEvent struct {
 	Type string `json:"type"`

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,20 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // ws2sse is a running ws2sse process.
 type ws2sse struct {
-	addr string // host:port it listens on
-	base string // "http://" + addr
-
-	mu    sync.Mutex
-	lines []string // its log lines; guarded by mu
+	addr string          // host:port it listens on
+	base string          // "http://" + addr
+	logs *wstest.LogSink // its log (stderr)
 }
 
 // startWS2SSE runs the binary with the configuration src (none when empty)
@@ -42,46 +39,16 @@ func startWS2SSE(t *testing.T, src string, args ...string) *ws2sse {
 	cmd := exec.Command(ws2sseBin, args...)
 	// A race-enabled binary otherwise sleeps a second before it exits.
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := &ws2sse{logs: wstest.NewLogSink(t)}
+	// Wait returns once the log is drained, and the cleanup waits for
+	// that: no line is logged after the test.
+	cmd.Stderr = s.logs
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &ws2sse{}
-	addr := make(chan string, 1)
-	// The log is drained before the process counts as exited, and the
-	// cleanup waits for that: no line is logged after the test.
-	logged := make(chan struct{}) // closed when stderr is drained
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.lines = append(s.lines, line)
-			s.mu.Unlock()
-			t.Log(line)
-			var rec struct {
-				Message string `json:"message"`
-				Addr    string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Message == "ws2sse listening" {
-				select {
-				case addr <- rec.Addr:
-				default:
-				}
-			}
-		}
-	}()
 	exited := make(chan error, 1)
-	go func() {
-		<-logged
-		exited <- cmd.Wait()
-	}()
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		var err error
@@ -92,7 +59,7 @@ func startWS2SSE(t *testing.T, src string, args ...string) *ws2sse {
 			err = <-exited
 			t.Errorf("ws2sse did not exit within 15s of SIGTERM")
 		}
-		if s.logContains("WARNING: DATA RACE") {
+		if s.logs.Contains("WARNING: DATA RACE") {
 			t.Errorf("ws2sse reported a data race: see its log above")
 		}
 		if err != nil {
@@ -100,7 +67,7 @@ func startWS2SSE(t *testing.T, src string, args ...string) *ws2sse {
 		}
 	})
 	select {
-	case s.addr = <-addr:
+	case s.addr = <-s.logs.Addr:
 	case err := <-exited:
 		exited <- err
 		t.Fatalf("ws2sse exited before listening: %v", err)
@@ -109,17 +76,6 @@ func startWS2SSE(t *testing.T, src string, args ...string) *ws2sse {
 	}
 	s.base = "http://" + s.addr
 	return s
-}
-
-func (s *ws2sse) logContains(substr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l, substr) {
-			return true
-		}
-	}
-	return false
 }
 
 // channelInfo is one channel in /channels, as far as the tests read it.

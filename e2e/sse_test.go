@@ -43,10 +43,7 @@ func TestEventSourceReceivesEvents(t *testing.T) {
 	s := startWS2SSE(t, feedChannel(f, "", "", `event_field = "type"`))
 	up := f.conn(t, "/ws/feed")
 
-	p.navigate(s.base + "/healthz")
-	p.run(recorderJS)
-	p.run(`record("a", "/feed", ["message", "trade", "quote"])`)
-	p.waitFor("the EventSource to open", `streams.a.es.readyState === 1`, `streams.a`, 0)
+	p.recordFeed(s.base, `["message", "trade", "quote"]`)
 
 	frames := []struct {
 		send, event, data string
@@ -121,10 +118,7 @@ func TestEventSourceResumesAfterCut(t *testing.T) {
 	up := f.conn(t, "/ws/feed")
 	r := newRelay(t, s.addr)
 
-	p.navigate("http://" + r.addr() + "/healthz")
-	p.run(recorderJS)
-	p.run(`record("a", "/feed", ["message", "gap"])`)
-	p.waitFor("the EventSource to open", `streams.a.es.readyState === 1`, `streams.a`, 0)
+	p.recordFeed("http://"+r.addr(), `["message", "gap"]`)
 
 	// The feed publishes 1..300: the first 100 paced, the next 100 at once
 	// right after the cut (while the browser waits out its retry), the
@@ -208,10 +202,7 @@ func TestEventSourceGap(t *testing.T) {
 	up := f.conn(t, "/ws/feed")
 	r := newRelay(t, s.addr)
 
-	p.navigate("http://" + r.addr() + "/healthz")
-	p.run(recorderJS)
-	p.run(`record("a", "/feed", ["message", "gap"])`)
-	p.waitFor("the EventSource to open", `streams.a.es.readyState === 1`, `streams.a`, 0)
+	p.recordFeed("http://"+r.addr(), `["message", "gap"]`)
 
 	for n := 1; n <= 3; n++ {
 		up.send(t, strconv.Itoa(n))
@@ -268,10 +259,7 @@ func TestOverloadRetry(t *testing.T) {
 	s := startWS2SSE(t, feedChannel(f, "max_clients = 1\noverload = \"retry\"", "", ""))
 	up := f.conn(t, "/ws/feed")
 
-	p.navigate(s.base + "/healthz")
-	p.run(recorderJS)
-	p.run(`record("a", "/feed", ["message"])`)
-	p.waitFor("the first EventSource to open", `streams.a.es.readyState === 1`, `streams.a`, 0)
+	p.recordFeed(s.base, `["message"]`)
 	s.waitChannel(t, "feed", "1 client", func(c channelInfo) bool { return c.Clients == 1 })
 
 	p.run(`record("b", "/feed", ["message", "overload"])`)

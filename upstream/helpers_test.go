@@ -1,9 +1,9 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,10 +16,12 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
-// waitTimeout is generous: a slow shared machine must not flake.
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every wait for something that should happen soon.
+const waitTimeout = wstest.WaitTimeout
 
 // srvConn is one connection accepted by the test upstream.
 type srvConn struct {
@@ -167,6 +169,27 @@ func (c *client) expectState(t *testing.T, want State) Status {
 	return st
 }
 
+// expectDead waits for a connection to come up and then be declared dead
+// with an error that is want, after typical or so but no sooner than least,
+// and for the next connection to come up.
+func (c *client) expectDead(t *testing.T, want error, least, typical time.Duration) {
+	t.Helper()
+	c.expectState(t, StateConnecting)
+	c.expectState(t, StateUp)
+	upAt := time.Now()
+	down := c.expectState(t, StateDown)
+	took := time.Since(upAt)
+	if !errors.Is(down.Err, want) {
+		t.Errorf("down error = %v, want %v", down.Err, want)
+	}
+	// Wide margins above, none below.
+	if took < least || took > 5*time.Second {
+		t.Errorf("connection declared dead after %v, want about %v", took, typical)
+	}
+	c.expectState(t, StateConnecting)
+	c.expectState(t, StateUp)
+}
+
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
@@ -178,26 +201,8 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the JSON log lines.
-func (b *logBuffer) lines(t *testing.T) []map[string]any {
+// logLines returns the JSON log lines in b.
+func logLines(t *testing.T, b *wstest.Buffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for line := range strings.Lines(b.String()) {
@@ -212,12 +217,12 @@ func (b *logBuffer) lines(t *testing.T) []map[string]any {
 
 // testLogger logs to t and, if buf is not nil, to buf, as a channel's
 // sub-logger would.
-func testLogger(t *testing.T, buf *logBuffer) zerolog.Logger {
-	var w io.Writer = zerolog.NewTestWriter(t)
+func testLogger(t *testing.T, buf *wstest.Buffer) zerolog.Logger {
+	var also []io.Writer
 	if buf != nil {
-		w = io.MultiWriter(w, buf)
+		also = append(also, buf)
 	}
-	return zerolog.New(w).Level(zerolog.DebugLevel).With().Str("channel", "prices").Logger()
+	return wstest.Logger(t, also...).Level(zerolog.DebugLevel).With().Str("channel", "prices").Logger()
 }
 
 // closedPort returns a loopback port nothing listens on.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 func TestFramesArriveInOrder(t *testing.T) {
@@ -213,21 +215,9 @@ func TestUnansweredPingReconnects(t *testing.T) {
 		Logger:       testLogger(t, nil),
 	})
 
-	cl.expectState(t, StateConnecting)
-	cl.expectState(t, StateUp)
-	upAt := time.Now()
-	down := cl.expectState(t, StateDown)
-	took := time.Since(upAt)
-	if !errors.Is(down.Err, ErrPongTimeout) {
-		t.Errorf("down error = %v, want ErrPongTimeout", down.Err)
-	}
 	// The first ping goes out after about pingInterval and gets pongTimeout
-	// to be answered; wide margins above, none below.
-	if took < pongTimeout || took > 5*time.Second {
-		t.Errorf("connection declared dead after %v, want about %v", took, pingInterval+pongTimeout)
-	}
-	cl.expectState(t, StateConnecting)
-	cl.expectState(t, StateUp)
+	// to be answered.
+	cl.expectDead(t, ErrPongTimeout, pongTimeout, pingInterval+pongTimeout)
 	if c := recv(t, srv.conns, "first connection"); c.n != 1 {
 		t.Fatal("connections out of order")
 	}
@@ -248,19 +238,7 @@ func TestSilenceReconnectsAfterReadTimeout(t *testing.T) {
 		Logger:       testLogger(t, nil),
 	})
 
-	cl.expectState(t, StateConnecting)
-	cl.expectState(t, StateUp)
-	upAt := time.Now()
-	down := cl.expectState(t, StateDown)
-	took := time.Since(upAt)
-	if !errors.Is(down.Err, ErrReadTimeout) {
-		t.Errorf("down error = %v, want ErrReadTimeout", down.Err)
-	}
-	if took < readTimeout || took > 5*time.Second {
-		t.Errorf("silent connection declared dead after %v, want about %v", took, readTimeout)
-	}
-	cl.expectState(t, StateConnecting)
-	cl.expectState(t, StateUp)
+	cl.expectDead(t, ErrReadTimeout, readTimeout, readTimeout)
 	recv(t, srv.conns, "first connection")
 	recv(t, srv.conns, "a second connection")
 }
@@ -360,7 +338,7 @@ func TestFrameOverMaxMessage(t *testing.T) {
 		c.Write(ctx, websocket.MessageText, []byte("after"))
 		c.discard(ctx)
 	})
-	var logs logBuffer
+	var logs wstest.Buffer
 	cl := startClient(t, Options{
 		URL:        srv.url,
 		MaxMessage: maxMessage,
@@ -388,7 +366,7 @@ func TestFrameOverMaxMessage(t *testing.T) {
 	cl.stop(t)
 
 	var found bool
-	for _, l := range logs.lines(t) {
+	for _, l := range logLines(t, &logs) {
 		if l["message"] == "upstream frame over max_message (1024 bytes), reconnecting" {
 			found = true
 			if l["level"] != "warn" || l["channel"] != "prices" || l["retry_in"] == nil {
@@ -403,7 +381,7 @@ func TestFrameOverMaxMessage(t *testing.T) {
 
 func TestDialFailureIsRedacted(t *testing.T) {
 	rawURL := "ws://user:secret@127.0.0.1:" + closedPort(t) + "/x?token=secret&v=2"
-	var logs logBuffer
+	var logs wstest.Buffer
 	cl := startClient(t, Options{
 		URL:        rawURL,
 		Header:     http.Header{"Authorization": {"Bearer secret"}},
@@ -459,7 +437,7 @@ func TestCredentialsReachUpstreamButNotLogs(t *testing.T) {
 		c.discard(ctx)
 	})
 	rawURL := strings.Replace(srv.url, "ws://", "ws://user:secret-pw@", 1) + "?token=secret-token"
-	var logs logBuffer
+	var logs wstest.Buffer
 	cl := startClient(t, Options{
 		URL:        rawURL,
 		Header:     http.Header{"X-Api-Key": {"secret-key"}},
@@ -489,7 +467,7 @@ func TestCredentialsReachUpstreamButNotLogs(t *testing.T) {
 	}
 	wantURL := strings.Replace(srv.url, "ws://", "ws://REDACTED@", 1) + "?token=REDACTED"
 	var connected int
-	for _, l := range logs.lines(t) {
+	for _, l := range logLines(t, &logs) {
 		if l["message"] == "upstream connected" {
 			connected++
 			if l["level"] != "info" || l["url"] != wantURL || l["subscribe_frames"] != 1.0 || l["subprotocol"] != "" {
@@ -508,7 +486,7 @@ func TestCancel(t *testing.T) {
 		srv := newWSServer(t, func(ctx context.Context, c *srvConn) {
 			closed <- c.discard(ctx)
 		})
-		var logs logBuffer
+		var logs wstest.Buffer
 		cl := startClient(t, Options{URL: srv.url, Logger: testLogger(t, &logs)})
 		cl.expectState(t, StateConnecting)
 		cl.expectState(t, StateUp)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // runCmd runs ws2sse with args to completion, as a one-shot command, and
@@ -18,7 +20,7 @@ func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	// A command that unexpectedly starts serving is shut down in the end.
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	var out, errOut lockedBuffer
+	var out, errOut wstest.Buffer
 	code = run(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -273,19 +275,17 @@ func TestConsoleLog(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := newLogSink(t)
+	logs := wstest.NewLogSink(t)
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"-demo", "-listen", "127.0.0.1:0", "-log-format", "console"}, io.Discard, logs)
 	}()
-	waitUntil(t, "the listening line", func() bool { return logs.contains("ws2sse listening") })
+	wstest.Eventually(t, "the listening line", func() bool { return logs.Contains("ws2sse listening") })
 	cancel()
 	if c := <-code; c != exitOK {
 		t.Errorf("exit code %d, want 0", c)
 	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	for _, l := range logs.lines {
+	for _, l := range logs.Lines() {
 		if strings.HasPrefix(l, "{") {
 			t.Errorf("a JSON line with -log-format console: %s", l)
 		}

@@ -12,23 +12,12 @@ import (
 
 	"github.com/ws2sse/ws2sse/internal/redisstore/redistest"
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // clusterLease is the lease of the cluster tests: a dead holder is replaced
 // within about this long.
 const clusterLease = 2 * time.Second
-
-// eagerChannel is one eager channel at /feed, for startNodes.
-func eagerChannel(f *feed) string {
-	return fmt.Sprintf(`
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-event_field = "type"
-`, f.host())
-}
 
 // startNodes starts n ws2sse processes sharing srv and serving channels
 // (TOML). It skips the test, or fails it in CI, when ws2sse does not run
@@ -52,7 +41,7 @@ lease = "%s"
 prefix = "%s"
 %s`, srv.URL(), i+1, clusterLease, prefix, channels))
 		p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
-		if !p.logs.contains("cluster mode") {
+		if !p.logs.Contains("cluster mode") {
 			msg := "ws2sse ignores [cluster]: serve.go does not call startCluster (see cmd/ws2sse/cluster.go)"
 			if os.Getenv("CI") == "true" {
 				t.Fatal(msg)
@@ -79,7 +68,7 @@ func readyzOf(t testing.TB, client *http.Client, p *process) (int, string) {
 func waitReady(t testing.TB, client *http.Client, ps ...*process) {
 	t.Helper()
 	for _, p := range ps {
-		waitUntil(t, p.addr+"/readyz to answer 200", func() bool {
+		wstest.Eventually(t, p.addr+"/readyz to answer 200", func() bool {
 			code, _ := readyzOf(t, client, p)
 			return code == http.StatusOK
 		})
@@ -133,7 +122,7 @@ func TestCluster(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	f := newFeed(t)
-	ps := startNodes(t, srv, eagerChannel(f), 3)
+	ps := startNodes(t, srv, feedChannel(f, `event_field = "type"`), 3)
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	waitReady(t, client, ps...)
@@ -220,7 +209,7 @@ func TestCluster(t *testing.T) {
 	if took > clusterLease+1500*time.Millisecond {
 		t.Errorf("takeover took %s, lease %s", took, clusterLease)
 	}
-	waitUntil(t, "a single open upstream connection", func() bool { return f.open() == 1 })
+	wstest.Eventually(t, "a single open upstream connection", func() bool { return f.open() == 1 })
 	after := []string{`{"n":5}`, `{"n":6}`}
 	waitReady(t, client, survivors...)
 	for _, fr := range after {
@@ -257,7 +246,7 @@ func TestCluster(t *testing.T) {
 	if code := h.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
-	if !h.logs.contains("upstream lease released") {
+	if !h.logs.Contains("upstream lease released") {
 		t.Error("the holder did not log releasing its lease")
 	}
 	last3 := survivors[0]
@@ -278,7 +267,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	f := newFeed(t)
-	ps := startNodes(t, srv, eagerChannel(f), 2)
+	ps := startNodes(t, srv, feedChannel(f, `event_field = "type"`), 2)
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	waitReady(t, client, ps...)
@@ -294,7 +283,7 @@ func TestClusterRedisRestart(t *testing.T) {
 
 	srv.Kill()
 	for _, p := range ps {
-		waitUntil(t, p.addr+"/readyz to answer 503 naming redis", func() bool {
+		wstest.Eventually(t, p.addr+"/readyz to answer 503 naming redis", func() bool {
 			code, body := readyzOf(t, client, p)
 			return code == http.StatusServiceUnavailable && strings.Contains(body, "redis") && strings.Contains(body, "unreachable")
 		})
@@ -380,7 +369,7 @@ linger = "0s"
 	if n := f.count(); n != 2 {
 		t.Errorf("%d upstream connections, want 2", n)
 	}
-	waitUntil(t, "the released channels to close on both processes", func() bool {
+	wstest.Eventually(t, "the released channels to close on both processes", func() bool {
 		for _, p := range ps {
 			resp, err := client.Get("http://" + p.addr + "/channels")
 			if err != nil {
@@ -398,9 +387,7 @@ linger = "0s"
 
 // logged reports whether one of p's log lines holds every one of substrs.
 func logged(p *process, substrs ...string) bool {
-	p.logs.mu.Lock()
-	defer p.logs.mu.Unlock()
-	for _, l := range p.logs.lines {
+	for _, l := range p.logs.Lines() {
 		all := true
 		for _, s := range substrs {
 			all = all && strings.Contains(l, s)

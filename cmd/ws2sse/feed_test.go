@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // feed is a real WebSocket upstream on loopback. It records every
@@ -126,7 +128,7 @@ func (f *feed) urls() []string {
 // conn waits for the n-th connection (from 1) and returns it.
 func (f *feed) conn(t testing.TB, n int) *feedConn {
 	t.Helper()
-	waitUntil(t, "connection "+strconv.Itoa(n)+" to the feed", func() bool { return f.count() >= n })
+	wstest.Eventually(t, "connection "+strconv.Itoa(n)+" to the feed", func() bool { return f.count() >= n })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.conns[n-1]
@@ -148,7 +150,7 @@ func (f *feed) openConn(url string) *feedConn {
 func (f *feed) connTo(t testing.TB, url string) *feedConn {
 	t.Helper()
 	var found *feedConn
-	waitUntil(t, "an open connection to "+url, func() bool {
+	wstest.Eventually(t, "an open connection to "+url, func() bool {
 		found = f.openConn(url)
 		return found != nil
 	})
@@ -160,7 +162,7 @@ func (f *feed) connTo(t testing.TB, url string) *feedConn {
 func (fc *feedConn) waitFrames(t testing.TB, n int) []string {
 	t.Helper()
 	var got []string
-	waitUntil(t, "subscribe frames on "+fc.url, func() bool {
+	wstest.Eventually(t, "subscribe frames on "+fc.url, func() bool {
 		fc.f.mu.Lock()
 		defer fc.f.mu.Unlock()
 		got = append([]string(nil), fc.frames...)
@@ -180,7 +182,7 @@ func (fc *feedConn) isClosed() bool {
 // the feed received, -1 when none.
 func (fc *feedConn) waitClosed(t testing.TB) websocket.StatusCode {
 	t.Helper()
-	waitUntil(t, "the connection to "+fc.url+" to close", fc.isClosed)
+	wstest.Eventually(t, "the connection to "+fc.url+" to close", fc.isClosed)
 	fc.f.mu.Lock()
 	defer fc.f.mu.Unlock()
 	return fc.status

@@ -2,9 +2,8 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // envRunMain makes the test binary run main() instead of the tests, so that
@@ -29,22 +30,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitTimeout bounds every wait on a condition. It is generous: a loaded
-// machine running -race must not flake.
-const waitTimeout = 10 * time.Second
-
-// waitUntil polls cond until it holds, and fails the test when it does not
-// within waitTimeout.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitTimeout bounds every wait on a condition.
+const waitTimeout = wstest.WaitTimeout
 
 // writeConfig writes a configuration file in a new directory and returns
 // its path.
@@ -57,91 +44,10 @@ func writeConfig(t testing.TB, src string) string {
 	return path
 }
 
-// logSink is the stderr of a ws2sse run. It passes every line to t.Log,
-// keeps the lines, and reports the address of the "ws2sse listening" line.
-type logSink struct {
-	t    testing.TB
-	addr chan string // receives the listening address once
-
-	mu      sync.Mutex
-	partial []byte   // a line not ended yet
-	lines   []string // every complete line
-	ended   bool     // the test is over: lines are no longer passed to t.Log
-}
-
-func newLogSink(t testing.TB) *logSink {
-	s := &logSink{t: t, addr: make(chan string, 1)}
-	t.Cleanup(func() {
-		s.mu.Lock()
-		s.ended = true
-		s.mu.Unlock()
-	})
-	return s
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.partial = append(s.partial, p...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(s.partial[:i])
-		s.partial = s.partial[i+1:]
-		s.lines = append(s.lines, line)
-		if !s.ended {
-			s.t.Log(line)
-		}
-		var rec struct {
-			Message string `json:"message"`
-			Addr    string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Message == "ws2sse listening" {
-			select {
-			case s.addr <- rec.Addr:
-			default:
-			}
-		}
-	}
-	return len(p), nil
-}
-
-// contains reports whether a line holds substr.
-func (s *logSink) contains(substr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l, substr) {
-			return true
-		}
-	}
-	return false
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // instance is ws2sse running in this process through run.
 type instance struct {
 	addr   string // host:port it listens on
-	logs   *logSink
+	logs   *wstest.LogSink
 	cancel context.CancelFunc
 	code   chan int // receives run's exit code
 
@@ -154,8 +60,8 @@ type instance struct {
 func startRun(t testing.TB, args ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{logs: newLogSink(t), cancel: cancel, code: make(chan int, 1)}
-	var stdout lockedBuffer
+	in := &instance{logs: wstest.NewLogSink(t), cancel: cancel, code: make(chan int, 1)}
+	var stdout wstest.Buffer
 	go func() { in.code <- run(ctx, args, &stdout, in.logs) }()
 	t.Cleanup(func() {
 		if code := in.stop(t); code != exitOK {
@@ -163,7 +69,7 @@ func startRun(t testing.TB, args ...string) *instance {
 		}
 	})
 	select {
-	case in.addr = <-in.logs.addr:
+	case in.addr = <-in.logs.Addr:
 	case code := <-in.code:
 		in.stopOnce.Do(func() { in.exit = code })
 		t.Fatalf("ws2sse exited with %d before listening", code)
@@ -171,6 +77,29 @@ func startRun(t testing.TB, args ...string) *instance {
 		t.Fatal("ws2sse did not log its listening address")
 	}
 	return in
+}
+
+// startConfig runs ws2sse with the configuration file src and args, as
+// startRun does, on a free loopback port.
+func startConfig(t testing.TB, src string, args ...string) *instance {
+	t.Helper()
+	return startRun(t, append([]string{"-config", writeConfig(t, src), "-listen", "127.0.0.1:0"}, args...)...)
+}
+
+// feedChannel is the channel most tests serve: "feed" at /feed, eager, on
+// f's /ws/feed, with more keys of the channel, one a line.
+func feedChannel(f *feed, keys ...string) string {
+	src := fmt.Sprintf(`
+[[channel]]
+name = "feed"
+path = "/feed"
+url = "ws://%s/ws/feed"
+lazy = false
+`, f.host())
+	for _, k := range keys {
+		src += k + "\n"
+	}
+	return src
 }
 
 // stop shuts the instance down as a signal would and returns its exit code.

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // The operator's view of ws2sse (SPEC sections 7 to 9): /readyz, /metrics,
@@ -71,7 +72,7 @@ func (m *movableFeed) stop() {
 func (m *movableFeed) start() *feed {
 	m.t.Helper()
 	var ln net.Listener
-	waitUntil(m.t, "the feed's address to be free again", func() bool {
+	wstest.Eventually(m.t, "the feed's address to be free again", func() bool {
 		var err error
 		ln, err = net.Listen("tcp", m.addr)
 		return err == nil
@@ -108,7 +109,7 @@ func waitStatus(t testing.TB, client *http.Client, url string, want int) string 
 	t.Helper()
 	var code int
 	var body string
-	waitUntil(t, fmt.Sprintf("GET %s to answer %d", url, want), func() bool {
+	wstest.Eventually(t, fmt.Sprintf("GET %s to answer %d", url, want), func() bool {
 		code, body = getBody(t, client, url)
 		return code == want
 	})
@@ -122,7 +123,7 @@ func waitStatus(t testing.TB, client *http.Client, url string, want int) string 
 func TestReadyz(t *testing.T) {
 	t.Parallel()
 	mf := newMovableFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -148,7 +149,6 @@ path = "/ticker/{symbol:[a-z]{1,8}}"
 url = "ws://%[2]s/ws/{symbol}"
 status_events = true
 `, mf.addr, closedAddr))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
 	client := newHTTPClient(t)
 
 	if body := waitStatus(t, client, in.url("/readyz"), http.StatusOK); body != "ready\n" {
@@ -168,13 +168,13 @@ status_events = true
 	// The eager channel's feed goes away and refuses reconnections.
 	mf.stop()
 	var body string
-	waitUntil(t, "/readyz to report the eager channel down", func() bool {
+	wstest.Eventually(t, "/readyz to report the eager channel down", func() bool {
 		var code int
 		code, body = getBody(t, client, in.url("/readyz"))
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "channel eager: upstream down: ")
 	})
 	// At first it says the connection closed; then that reconnecting fails.
-	waitUntil(t, "/readyz to say why reconnecting fails", func() bool {
+	wstest.Eventually(t, "/readyz to say why reconnecting fails", func() bool {
 		var code int
 		code, body = getBody(t, client, in.url("/readyz"))
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "refused")
@@ -296,16 +296,10 @@ func waitMetric(t testing.TB, client *http.Client, in *instance, want float64, n
 func TestMetricsClientsAndEvents(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host())), "-listen", "127.0.0.1:0")
+`+feedChannel(f))
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	waitMetric(t, client, in, 1, "ws2sse_upstream_up", "channel", "feed")
@@ -381,7 +375,7 @@ lazy = false
 func TestMetricsUpstream(t *testing.T) {
 	t.Parallel()
 	mf := newMovableFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -400,7 +394,7 @@ name = "refused"
 path = "/refused"
 url = "ws://%s/ws/refused"
 lazy = false
-`, mf.addr, closedAddr)), "-listen", "127.0.0.1:0")
+`, mf.addr, closedAddr))
 	client := newHTTPClient(t)
 
 	up := mf.feed().conn(t, 1)
@@ -437,17 +431,10 @@ lazy = false
 func TestMetricsResume(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-replay = 10
-`, f.host())), "-listen", "127.0.0.1:0")
+`+feedChannel(f, `replay = 10`))
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	s := openSSE(t, client, in.url("/feed"), nil)
@@ -521,19 +508,13 @@ func fillUntil(t testing.TB, up *feedConn, what string, done func() bool) int {
 func TestMetricsSlowClient(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
 
 [downstream]
 queue = 4
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host())), "-listen", "127.0.0.1:0")
+`+feedChannel(f))
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	stallClient(t, in, "/feed", "")
@@ -559,13 +540,11 @@ lazy = false
 func TestMetricsTemplated(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, tickerConfig(f, "retry")), "-listen", "127.0.0.1:0")
+	in := startConfig(t, tickerConfig(f, "retry"))
 	client := newHTTPClient(t)
 
-	btc := openSSE(t, client, in.url("/ticker/btc"), nil)
-	upBTC := f.connTo(t, "/ws/btc?s=btc")
-	eth := openSSE(t, client, in.url("/ticker/eth"), nil)
-	upETH := f.connTo(t, "/ws/eth?s=eth")
+	btc, upBTC := openTicker(t, client, in, f, "btc")
+	eth, upETH := openTicker(t, client, in, f, "eth")
 	for i := range 3 {
 		upBTC.send(t, "btc"+strconv.Itoa(i))
 		btc.next(t)
@@ -631,18 +610,17 @@ func TestMetricsTemplated(t *testing.T) {
 func TestMetricsTemplatedAllClosed(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, tickerConfig(f, "retry")), "-listen", "127.0.0.1:0")
+	in := startConfig(t, tickerConfig(f, "retry"))
 	client := newHTTPClient(t)
 
 	for _, sym := range []string{"btc", "eth"} {
-		s := openSSE(t, client, in.url("/ticker/"+sym), nil)
-		up := f.connTo(t, "/ws/"+sym+"?s="+sym)
+		s, up := openTicker(t, client, in, f, sym)
 		up.send(t, sym)
 		s.next(t)
 		s.close()
 		up.waitClosed(t)
 	}
-	waitUntil(t, "both ticker channels to close", func() bool {
+	wstest.Eventually(t, "both ticker channels to close", func() bool {
 		v, ok := scrape(t, client, in).value("ws2sse_channels_open", "channel", "ticker")
 		return !ok || v == 0
 	})
@@ -705,7 +683,7 @@ func newDeafFeed(t testing.TB) *deafFeed {
 func (d *deafFeed) send(t testing.TB, path, msg string) {
 	t.Helper()
 	var c *websocket.Conn
-	waitUntil(t, "a connection to "+path, func() bool {
+	wstest.Eventually(t, "a connection to "+path, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		c = d.conns[path]
@@ -724,7 +702,7 @@ func (d *deafFeed) send(t testing.TB, path, msg string) {
 func TestMetricsTemplatedNeverDown(t *testing.T) {
 	t.Parallel()
 	d := newDeafFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -737,7 +715,7 @@ linger = "0s"
 [channel.upstream]
 ping_interval = "0s"
 read_timeout = "0s"
-`, d.srv.Listener.Addr())), "-listen", "127.0.0.1:0")
+`, d.srv.Listener.Addr()))
 	client := newHTTPClient(t)
 
 	eth := openSSE(t, client, in.url("/ticker/eth"), nil)
@@ -822,7 +800,7 @@ func (d channelsDoc) channel(name string) *channelDoc {
 func TestChannelsEndpoint(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -848,7 +826,6 @@ name = "ticker"
 path = "/ticker/{symbol:[a-z]{1,8}}"
 url = "ws://%[1]s/ws/{symbol}"
 `, f.host(), closedAddr))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
 	client := newHTTPClient(t)
 
 	// Before any client: the routes, and the two eager channels.
@@ -884,7 +861,7 @@ url = "ws://%[1]s/ws/{symbol}"
 	}
 
 	var body string
-	waitUntil(t, "/channels to show both clients of feed and the down channel", func() bool {
+	wstest.Eventually(t, "/channels to show both clients of feed and the down channel", func() bool {
 		doc, body = getChannels(t, client, in)
 		c, d := doc.channel("feed"), doc.channel("down")
 		return c != nil && c.Clients == 2 && c.Events == 3 && d != nil && d.State == "down"
@@ -945,10 +922,8 @@ type accessLine struct {
 // accessLines returns the log lines that end a client session, or turn a
 // client away: the ones that name a transport and a reason.
 func accessLines(in *instance) []accessLine {
-	in.logs.mu.Lock()
-	defer in.logs.mu.Unlock()
 	var out []accessLine
-	for _, l := range in.logs.lines {
+	for _, l := range in.logs.Lines() {
 		var a accessLine
 		if json.Unmarshal([]byte(l), &a) == nil && a.Transport != "" && a.Reason != "" {
 			out = append(out, a)
@@ -962,7 +937,7 @@ func accessLines(in *instance) []accessLine {
 func waitAccess(t testing.TB, in *instance, transport, reason string) accessLine {
 	t.Helper()
 	var found []accessLine
-	waitUntil(t, "the access line of a "+transport+" session that ended: "+reason, func() bool {
+	wstest.Eventually(t, "the access line of a "+transport+" session that ended: "+reason, func() bool {
 		found = found[:0]
 		for _, a := range accessLines(in) {
 			if a.Transport == transport && a.Reason == reason {
@@ -1005,7 +980,7 @@ func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	const token = "SECRET123"
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -1014,13 +989,7 @@ tokens = ["%s"]
 
 [downstream]
 queue = 4
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, token, f.host())), "-listen", "127.0.0.1:0", "-log-level", "trace")
+`, token)+feedChannel(f), "-log-level", "trace")
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 
@@ -1043,7 +1012,7 @@ lazy = false
 
 	// A client that stops reading is dropped as slow.
 	stallClient(t, in, "/feed?access_token="+token, "")
-	waitUntil(t, "the stalled client to subscribe", func() bool {
+	wstest.Eventually(t, "the stalled client to subscribe", func() bool {
 		v, _ := scrape(t, client, in).value("ws2sse_clients", "channel", "feed", "transport", "sse")
 		return v == 1
 	})
@@ -1096,9 +1065,7 @@ lazy = false
 	checkAccess(t, waitAccess(t, in, "sse", "shutdown"), "feed", 1, uint64(len(sse.AppendEvent(nil, ev.ID, ev.Name, []byte(ev.Data)))))
 	checkAccess(t, waitAccess(t, in, "websocket", "shutdown"), "feed", 1, uint64(len("last")))
 
-	in.logs.mu.Lock()
-	defer in.logs.mu.Unlock()
-	for _, l := range in.logs.lines {
+	for _, l := range in.logs.Lines() {
 		if strings.Contains(l, token) {
 			t.Errorf("a log line shows the client's token: %s", l)
 		}
@@ -1113,17 +1080,11 @@ func TestAccessLogOverload(t *testing.T) {
 	t.Parallel()
 	const query = "?access_token=OVERLOAD-7d1e"
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
 max_clients = 1
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host())), "-listen", "127.0.0.1:0")
+`+feedChannel(f))
 	client := newHTTPClient(t)
 	openSSE(t, client, in.url("/feed"), nil)
 
@@ -1150,9 +1111,7 @@ lazy = false
 			t.Errorf("the overload line of a %s client: %+v, want channel feed (or path /feed) and the client's address", tr, a)
 		}
 	}
-	in.logs.mu.Lock()
-	defer in.logs.mu.Unlock()
-	for _, l := range in.logs.lines {
+	for _, l := range in.logs.Lines() {
 		if strings.Contains(l, "OVERLOAD-7d1e") {
 			t.Errorf("a log line shows the query of a client turned away: %s", l)
 		}
@@ -1185,7 +1144,7 @@ func TestAuthConfig(t *testing.T) {
 	)
 	t.Setenv("DASH_TOKEN", static)
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -1213,7 +1172,7 @@ public = true
 name = "ticker"
 path = "/ticker/{symbol:[a-z]{1,8}}"
 url = "ws://%[2]s/ws/{symbol}"
-`, secret, f.host())), "-listen", "127.0.0.1:0")
+`, secret, f.host()))
 	client := newHTTPClient(t)
 	pricesJWT := signJWT(t, secret, time.Hour, "prices")
 	tickerJWT := signJWT(t, secret, time.Hour, "ticker/*")
@@ -1305,9 +1264,7 @@ url = "ws://%[2]s/ws/{symbol}"
 	s.close()
 
 	in.stop(t)
-	in.logs.mu.Lock()
-	defer in.logs.mu.Unlock()
-	for _, l := range in.logs.lines {
+	for _, l := range in.logs.Lines() {
 		for _, tok := range []string{static, secret, pricesJWT, tickerJWT} {
 			if strings.Contains(l, tok) {
 				t.Errorf("a log line shows a token: %s", l)
@@ -1320,7 +1277,7 @@ url = "ws://%[2]s/ws/{symbol}"
 // 200, and 1 when it answers anything else or nothing.
 func TestHealthcheckFlag(t *testing.T) {
 	t.Parallel()
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -1329,7 +1286,7 @@ name = "refused"
 path = "/refused"
 url = "ws://%s/ws"
 lazy = false
-`, closedAddr)), "-listen", "127.0.0.1:0")
+`, closedAddr))
 	// The eager channel's feed refuses every connection: /readyz is 503.
 	waitStatus(t, newHTTPClient(t), in.url("/readyz"), http.StatusServiceUnavailable)
 
@@ -1342,7 +1299,7 @@ lazy = false
 		{in.url("/readyz"), exitFailure, "503"},
 		{"http://" + closedAddr + "/healthz", exitFailure, "refused"},
 	} {
-		var stdout, stderr lockedBuffer
+		var stdout, stderr wstest.Buffer
 		code := run(context.Background(), []string{"-healthcheck", tt.url}, &stdout, &stderr)
 		if code != tt.want {
 			t.Errorf("-healthcheck %s: exit %d, want %d (stderr %q)", tt.url, code, tt.want, stderr.String())

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // process is ws2sse running as a process of its own: this test binary,
@@ -18,7 +20,7 @@ import (
 type process struct {
 	cmd    *exec.Cmd
 	addr   string
-	logs   *logSink
+	logs   *wstest.LogSink
 	exited chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's; set before exited is closed
 }
@@ -27,7 +29,7 @@ type process struct {
 // killed if it still runs when the test ends.
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{logs: newLogSink(t), exited: make(chan struct{})}
+	p := &process{logs: wstest.NewLogSink(t), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], args...)
 	// A race-enabled binary sleeps a second before it exits unless told
 	// not to; the tests time the exit.
@@ -51,7 +53,7 @@ func startProcess(t *testing.T, args ...string) *process {
 		}
 	})
 	select {
-	case p.addr = <-p.logs.addr:
+	case p.addr = <-p.logs.Addr:
 	case <-p.exited:
 		t.Fatalf("ws2sse exited before listening: %v", p.err)
 	case <-time.After(waitTimeout):
@@ -81,15 +83,7 @@ shutdown_grace = "%s"
 
 [downstream]
 retry = "5s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-subscribe = ['{"op":"subscribe","args":["all"]}']
-lazy = false
-event_field = "type"
-`, grace, f.host()))
+`, grace)+feedChannel(f, `subscribe = ['{"op":"subscribe","args":["all"]}']`, `event_field = "type"`))
 	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
 
 	// The channel is eager: it connects and subscribes before any client.
@@ -164,7 +158,7 @@ event_field = "type"
 	if took > grace+time.Second {
 		t.Errorf("exited %s after %s, want within shutdown_grace (%s)", took, sig, grace)
 	}
-	if p.logs.contains("shutdown grace expired") {
+	if p.logs.Contains("shutdown grace expired") {
 		t.Error("the shutdown took the whole grace period though every peer was responsive")
 	}
 
@@ -183,16 +177,10 @@ event_field = "type"
 func TestSignalWebSocket(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	file := writeConfig(t, `
 [server]
 shutdown_grace = "3s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host()))
+`+feedChannel(f))
 	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
 	up := f.conn(t, 1)
 	c := dialWS(t, "ws://"+p.addr+"/feed")

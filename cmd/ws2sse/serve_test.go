@@ -29,6 +29,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // TestLazyChannel: a lazy channel connects on its first client and
@@ -37,7 +38,7 @@ func TestLazyChannel(t *testing.T) {
 	t.Parallel()
 	const linger = 200 * time.Millisecond
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -54,7 +55,6 @@ url = "ws://%[1]s/ws/lazy"
 subscribe = ['{"op":"sub","ch":"lazy"}']
 linger = "%[2]s"
 `, f.host(), linger))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
 	client := newHTTPClient(t)
 
 	// The eager channel was opened before the lazy one and has connected;
@@ -159,7 +159,7 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Run(ft.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFeed(t)
-			file := writeConfig(t, fmt.Sprintf(`
+			in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -176,7 +176,6 @@ subscribe = ['{"op":"auth"}', '{"op":"subscribe","args":["a","b"]}']
 lazy = false
 status_events = true
 `, ft.upstream, f.host()))
-			in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
 			client := newHTTPClient(t)
 			wantFrames := []string{`{"op":"auth"}`, `{"op":"subscribe","args":["a","b"]}`}
 
@@ -243,7 +242,7 @@ status_events = true
 			if n := f.count(); n != 2 {
 				t.Errorf("%d connections to the feed, want 2", n)
 			}
-			if !in.logs.contains(`"channel":"feed"`) || !in.logs.contains(ft.wantErr) {
+			if !in.logs.Contains(`"channel":"feed"`) || !in.logs.Contains(ft.wantErr) {
 				t.Errorf("no log line names the channel and says %q", ft.wantErr)
 			}
 		})
@@ -256,17 +255,10 @@ status_events = true
 func TestBothTransports(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host()))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
+`+feedChannel(f))
 	up := f.conn(t, 1)
 
 	s := openSSE(t, newHTTPClient(t), in.url("/feed"), nil)
@@ -367,18 +359,10 @@ lazy = false
 func TestResume(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-replay = 100
-`, f.host()))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
+`+feedChannel(f, `replay = 100`))
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 
@@ -532,18 +516,11 @@ func TestClientLimits(t *testing.T) {
 		t.Run(limit, func(t *testing.T) {
 			t.Parallel()
 			f := newFeed(t)
-			file := writeConfig(t, fmt.Sprintf(`
+			in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 %s = 1
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, limit, f.host()))
-			in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
+`, limit)+feedChannel(f))
 			client := newHTTPClient(t)
 			up := f.conn(t, 1)
 			first := openSSE(t, client, in.url("/feed"), nil)
@@ -567,7 +544,7 @@ lazy = false
 			// Once it leaves, its place is free.
 			first.close()
 			probe := 0
-			waitUntil(t, "room for a new client", func() bool {
+			wstest.Eventually(t, "room for a new client", func() bool {
 				_, s := getSSE(t, client, in.url("/feed"), nil)
 				defer s.close()
 				probe++
@@ -592,19 +569,12 @@ func TestTLS(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, pool := selfSignedCert(t)
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 tls_cert = %q
 tls_key = %q
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, certFile, keyFile, f.host()))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
+`, certFile, keyFile)+feedChannel(f))
 	up := f.conn(t, 1)
 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
@@ -669,17 +639,10 @@ func TestShutdownWaitsForClients(t *testing.T) {
 	t.Parallel()
 	const grace = 2 * time.Second
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "%s"
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, grace, f.host()))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0")
+`, grace)+feedChannel(f))
 	up := f.conn(t, 1)
 	s := openSSE(t, newHTTPClient(t), in.url("/feed"), nil)
 	// This client reads one message, then nothing: it never answers the
@@ -702,7 +665,7 @@ lazy = false
 		t.Errorf("run returned %s after the shutdown began, want within shutdown_grace (%s)", took, grace)
 	}
 	for _, transport := range []string{"sse", "websocket"} {
-		if !in.logs.contains(`"transport":"` + transport + `"`) {
+		if !in.logs.Contains(`"transport":"` + transport + `"`) {
 			t.Errorf("run returned before the %s client's handler had ended (no line logged for it)", transport)
 		}
 	}
@@ -716,7 +679,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	t.Parallel()
 	secrets := []string{"pw-5e3c7a", "tok-9b1d44", "hdr-27ac90", "sub-c0ffee"}
 	f := newFeed(t)
-	file := writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -741,8 +704,7 @@ headers = { Authorization = "Bearer hdr-27ac90" }
 subscribe = ['{"op":"auth","key":"sub-c0ffee"}']
 lazy = false
 status_events = true
-`, f.host()))
-	in := startRun(t, "-config", file, "-listen", "127.0.0.1:0", "-log-level", "trace")
+`, f.host()), "-log-level", "trace")
 	client := newHTTPClient(t)
 	leaks := func(where, text string) {
 		t.Helper()
@@ -811,12 +773,11 @@ status_events = true
 	}
 
 	in.stop(t)
-	in.logs.mu.Lock()
-	defer in.logs.mu.Unlock()
-	if len(in.logs.lines) < 10 {
-		t.Errorf("only %d log lines at trace level", len(in.logs.lines))
+	lines := in.logs.Lines()
+	if len(lines) < 10 {
+		t.Errorf("only %d log lines at trace level", len(lines))
 	}
-	for _, l := range in.logs.lines {
+	for _, l := range lines {
 		leaks("a log line", l)
 	}
 }
@@ -843,17 +804,11 @@ func TestOrigins(t *testing.T) {
 		t.Run(tt.origins+" "+tt.origin, func(t *testing.T) {
 			t.Parallel()
 			f := newFeed(t)
-			in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+			in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 cors_origins = %s
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, tt.origins, f.host())), "-listen", "127.0.0.1:0")
+`, tt.origins)+feedChannel(f))
 			origin := tt.origin
 			if origin == "same" {
 				origin = "http://" + in.addr
@@ -895,7 +850,7 @@ lazy = false
 func TestHeartbeat(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -906,7 +861,7 @@ heartbeat = "200ms"
 name = "feed"
 path = "/feed"
 url = "ws://%s/ws/feed"
-`, f.host())), "-listen", "127.0.0.1:0")
+`, f.host()))
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url("/feed"), nil)
@@ -938,19 +893,13 @@ url = "ws://%s/ws/feed"
 func TestSlowClient(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, `
 [server]
 shutdown_grace = "3s"
 
 [downstream]
 queue = 8
-
-[[channel]]
-name = "feed"
-path = "/feed"
-url = "ws://%s/ws/feed"
-lazy = false
-`, f.host())), "-listen", "127.0.0.1:0")
+`+feedChannel(f))
 	client := newHTTPClient(t)
 	up := f.conn(t, 1)
 	fast := openSSE(t, client, in.url("/feed"), nil)
@@ -971,7 +920,7 @@ lazy = false
 	const maxEvents = 1000
 	payload := strings.Repeat("x", 64<<10)
 	var sent []string // ids
-	for !in.logs.contains("full queue behind") {
+	for !in.logs.Contains("full queue behind") {
 		if len(sent) == maxEvents {
 			t.Fatalf("the slow client was not disconnected after %d events of %d bytes", maxEvents, len(payload))
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 // tickerConfig is a templated channel on feed f, with at most two symbols
@@ -28,6 +30,14 @@ subscribe = ['{"op":"sub","symbol":"{symbol}"}']
 linger = "200ms"
 max_channels = 2
 `, overload, f.host())
+}
+
+// openTicker opens a stream of the ticker channel for sym and waits for
+// the connection to the feed that it opens.
+func openTicker(t testing.TB, client *http.Client, in *instance, f *feed, sym string) (*sseStream, *feedConn) {
+	t.Helper()
+	s := openSSE(t, client, in.url("/ticker/"+sym), nil)
+	return s, f.connTo(t, "/ws/"+sym+"?s="+sym)
 }
 
 // feedURLRE is the only shape of URL the ticker channel may dial.
@@ -50,13 +60,11 @@ func checkFeedURLs(t *testing.T, f *feed) {
 func TestTemplatedChannels(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, tickerConfig(f, "retry")), "-listen", "127.0.0.1:0")
+	in := startConfig(t, tickerConfig(f, "retry"))
 	client := newHTTPClient(t)
 
-	btc := openSSE(t, client, in.url("/ticker/btc"), nil)
-	upBTC := f.connTo(t, "/ws/btc?s=btc")
-	eth := openSSE(t, client, in.url("/ticker/eth"), nil)
-	upETH := f.connTo(t, "/ws/eth?s=eth")
+	btc, upBTC := openTicker(t, client, in, f, "btc")
+	eth, upETH := openTicker(t, client, in, f, "eth")
 	if got := upBTC.waitFrames(t, 1); got[0] != `{"op":"sub","symbol":"btc"}` {
 		t.Errorf("btc subscribe frame %q", got[0])
 	}
@@ -133,14 +141,14 @@ func TestTemplatedChannels(t *testing.T) {
 	btc2.close()
 	upBTC.waitClosed(t)
 	var sol2 *sseStream
-	waitUntil(t, "a slot for sol", func() bool {
+	wstest.Eventually(t, "a slot for sol", func() bool {
 		resp, s := getSSE(t, client, in.url("/ticker/sol"), nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("sol: status %d, want 200", resp.StatusCode)
 		}
 		// Refused, the stream ends at once; accepted, sol connects.
 		var refused bool
-		waitUntil(t, "sol to be opened or refused", func() bool {
+		wstest.Eventually(t, "sol to be opened or refused", func() bool {
 			select {
 			case it := <-s.items:
 				if it.err != nil || it.ev.Name != "overload" {
@@ -210,7 +218,7 @@ func checkRetryAfter(t *testing.T, what string, resp *http.Response) {
 func TestTemplatedOverloadReject(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, tickerConfig(f, "reject")), "-listen", "127.0.0.1:0")
+	in := startConfig(t, tickerConfig(f, "reject"))
 	client := newHTTPClient(t)
 	btc := openSSE(t, client, in.url("/ticker/btc"), nil)
 	openSSE(t, client, in.url("/ticker/eth"), nil)
@@ -235,7 +243,7 @@ func TestTemplatedOverloadReject(t *testing.T) {
 func TestTemplateInjection(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, tickerConfig(f, "retry")), "-listen", "127.0.0.1:0")
+	in := startConfig(t, tickerConfig(f, "retry"))
 
 	for _, target := range []string{
 		"/ticker/..%2Fadmin",
@@ -294,7 +302,7 @@ func TestTemplateInjection(t *testing.T) {
 func TestTemplateEscaping(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
-	in := startRun(t, "-config", writeConfig(t, fmt.Sprintf(`
+	in := startConfig(t, fmt.Sprintf(`
 [server]
 shutdown_grace = "3s"
 
@@ -303,7 +311,7 @@ name = "room"
 path = "/room/{id}"
 url = "ws://%s/ws/{id}?r={id}&fixed=1"
 subscribe = ['{"op":"join","room":"{id}"}']
-`, f.host())), "-listen", "127.0.0.1:0")
+`, f.host()))
 	client := newHTTPClient(t)
 
 	for _, id := range []string{
@@ -317,7 +325,7 @@ subscribe = ['{"op":"join","room":"{id}"}']
 	} {
 		s := openSSE(t, client, in.url("/room/"+url.PathEscape(id)), nil)
 		var up *feedConn
-		waitUntil(t, "a connection for "+id, func() bool {
+		wstest.Eventually(t, "a connection for "+id, func() bool {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			for _, fc := range f.conns {

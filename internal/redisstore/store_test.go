@@ -14,6 +14,7 @@ import (
 
 	"github.com/ws2sse/ws2sse/bridge"
 	"github.com/ws2sse/ws2sse/internal/redisstore/redistest"
+	"github.com/ws2sse/ws2sse/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -22,31 +23,20 @@ func TestMain(m *testing.M) {
 }
 
 // waitFor bounds every wait on a condition.
-const waitFor = 10 * time.Second
+const waitFor = wstest.WaitTimeout
 
 func newStore(t testing.TB, srv *redistest.Server, node string) *Store {
 	t.Helper()
 	s, err := New(Options{
 		URL: srv.URL(), Node: node, Prefix: "test",
 		PingInterval: 50 * time.Millisecond,
-		Logger:       zerolog.New(zerolog.NewTestWriter(t)),
+		Logger:       wstest.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
-}
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestLease(t *testing.T) {
@@ -76,7 +66,7 @@ func TestLease(t *testing.T) {
 	}
 	// Not renewed, the lease runs out and another node takes it.
 	start := time.Now()
-	eventually(t, "b takes the expired lease", func() bool {
+	wstest.Eventually(t, "b to take the expired lease", func() bool {
 		ok, _, err := b.Acquire(ctx, "b/1", time.Minute)
 		return ok && err == nil
 	})
@@ -287,7 +277,7 @@ func TestPresence(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Errorf("presence %d, want 2", n)
 	}
-	eventually(t, "b's presence runs out", func() bool { return count() == 1 })
+	wstest.Eventually(t, "b's presence to run out", func() bool { return count() == 1 })
 	if err := a.Present(ctx, "a", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -335,12 +325,12 @@ func TestKeysAreEscaped(t *testing.T) {
 func TestUnreachable(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStore(t, srv, "a")
-	eventually(t, "the store pings", func() bool {
+	wstest.Eventually(t, "the store to ping", func() bool {
 		_, err := s.Unreachable()
 		return err == nil && s.Ping(t.Context()) == nil
 	})
 	srv.Kill()
-	eventually(t, "the store notices Redis is gone", func() bool {
+	wstest.Eventually(t, "the store to notice Redis is gone", func() bool {
 		_, err := s.Unreachable()
 		return err != nil
 	})
@@ -349,7 +339,7 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("unreachable since %s (%v)", since, err)
 	}
 	srv.Restart()
-	eventually(t, "the store sees Redis again", func() bool {
+	wstest.Eventually(t, "the store to see Redis again", func() bool {
 		_, err := s.Unreachable()
 		return err == nil
 	})
