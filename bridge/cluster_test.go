@@ -225,7 +225,8 @@ func TestClusterTakeover(t *testing.T) {
 	fc.waitGone(t)
 	fc2 := f.next(t)
 	took := time.Since(start)
-	if took > testLease+testLease/2 {
+	// Within the lease; the margin is for a loaded machine.
+	if took > testLease+time.Second {
 		t.Errorf("takeover took %s, lease %s", took, testLease)
 	}
 	if holderOf(t, a, b) != b {
@@ -267,7 +268,7 @@ func TestClusterGracefulHandover(t *testing.T) {
 	a, _ := newNode(t, store, "a", f, "/handover", Options{Lease: time.Minute})
 	fc := f.next(t)
 	waitUp(t, a)
-	b, _ := newNode(t, store, "b", f, "/handover", Options{Lease: 300 * time.Millisecond})
+	b, _ := newNode(t, store, "b", f, "/handover", Options{Lease: time.Second})
 	waitUp(t, b)
 	// a's lease lasts a minute, but Close releases it: b takes over
 	// within its own renewal period, not a's lease.
@@ -275,7 +276,7 @@ func TestClusterGracefulHandover(t *testing.T) {
 	fc.waitGone(t)
 	start := time.Now()
 	f.next(t)
-	if took := time.Since(start); took > time.Second {
+	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("handover took %s", took)
 	}
 	holderOf(t, b)
@@ -285,7 +286,9 @@ func TestClusterLazy(t *testing.T) {
 	f := newFeed(t)
 	store := NewMemoryStore("")
 	const linger = 200 * time.Millisecond
-	opts := Options{Lazy: true, Linger: linger, Lease: 300 * time.Millisecond}
+	// The lease also bounds how long a node's presence lasts unrefreshed:
+	// it must be long enough for a loaded machine.
+	opts := Options{Lazy: true, Linger: linger, Lease: time.Second}
 	a, _ := newNode(t, store, "a", f, "/lazy", opts)
 	b, _ := newNode(t, store, "b", f, "/lazy", opts)
 	time.Sleep(2 * linger) // nothing to wait for: no subscriber, no upstream
@@ -347,7 +350,7 @@ func TestClusterGroupedChannelsGoIdle(t *testing.T) {
 		t.Cleanup(h.Close)
 		c, err := h.OpenInGroup("g", 10, Options{
 			Name: "g/x", Upstream: upstreamOpts(f, "/g/x"), Linger: 50 * time.Millisecond,
-			Store: store.Join(fmt.Sprint(i)), Lease: 300 * time.Millisecond, Logger: wstest.Logger(t),
+			Store: store.Join(fmt.Sprint(i)), Lease: time.Second, Logger: wstest.Logger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
