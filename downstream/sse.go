@@ -64,6 +64,10 @@ type session struct {
 	ended  <-chan struct{}
 	reader sync.WaitGroup // the taken-over connection's reader
 
+	// Owned by the stream's goroutine.
+	deadline  time.Time // the write deadline last set; zero forces a new one
+	lastWrite time.Time // for heartbeats
+
 	events uint64
 	bytes  uint64
 }
@@ -71,14 +75,24 @@ type session struct {
 // write sends b in one write (and on HTTP/2 one flush), under the write
 // deadline.
 //
+// The deadline is moved only once half of WriteTimeout has passed since it
+// was set, not on every write: a write then has at least half of
+// WriteTimeout, and most writes do without the call.
+//
 // When the channel ends a subscription it expires the write deadline, so
 // that a write stuck on a slow client fails now. A deadline set here just
 // after that would undo it and keep the client for another WriteTimeout;
 // so the end is checked after the deadline is set: either it is seen here,
-// or the channel's expiry comes after this deadline.
+// or the channel's expiry comes after this deadline. (A deadline not moved
+// cannot undo it.)
 func (ss *session) write(b []byte) error {
-	if err := ss.setWriteDeadline(time.Now().Add(ss.timeout)); err != nil {
-		return err
+	now := time.Now()
+	ss.lastWrite = now
+	if ss.deadline.Sub(now) < ss.timeout/2 {
+		ss.deadline = now.Add(ss.timeout)
+		if err := ss.setWriteDeadline(ss.deadline); err != nil {
+			return err
+		}
 	}
 	select {
 	case <-ss.ended:
@@ -213,6 +227,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 // streamSSE writes the stream until it ends and returns why it ended.
 func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 	lastID, gap := sub.Gap()
+	// The heartbeat timer is not reset on every write: when it fires, it is
+	// re-armed for what is left of the interval since the last write.
 	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
 	defer heartbeat.Stop()
 	for {
@@ -226,6 +242,10 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 		case <-sub.Done():
 			return s.endSSE(ss, sub.Err())
 		case <-heartbeat.C:
+			if quiet := time.Since(ss.lastWrite); quiet < s.opts.Heartbeat {
+				heartbeat.Reset(s.opts.Heartbeat - quiet)
+				continue
+			}
 			if err := ss.write(sse.AppendComment(nil, "heartbeat")); err != nil {
 				return s.writeFailed(ss, sub)
 			}
@@ -264,7 +284,6 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 				ss.events += uint64(batch)
 				sub.Delivered(batch, len(out))
 			}
-			heartbeat.Reset(s.opts.Heartbeat)
 		}
 		*bp = out[:0]
 		bufPool.Put(bp)
@@ -299,6 +318,7 @@ func (s *Server) endSSE(ss *session, err error) string {
 // do not all come back at once.
 func (s *Server) writeShortRetry(ss *session) {
 	ss.ended = nil // the stream's last words go out even after its end
+	ss.deadline = time.Time{}
 	_ = ss.write(sse.AppendRetry(nil, s.opts.ShutdownRetry+rand.N(s.opts.ShutdownRetry)))
 }
 
