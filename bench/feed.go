@@ -38,6 +38,7 @@ type feedChan struct {
 	n     int
 	mu    sync.Mutex
 	conns map[*websocket.Conn]struct{} // guarded by mu
+	made  int                          // connections accepted; guarded by mu
 	sent  []int64                      // send times in publication order; guarded by mu
 }
 
@@ -88,6 +89,7 @@ func (f *feed) serveWS(w http.ResponseWriter, r *http.Request) {
 	fc := f.chans[n]
 	fc.mu.Lock()
 	fc.conns[c] = struct{}{}
+	fc.made++
 	fc.mu.Unlock()
 	// Read until the peer goes: this answers its pings and sees its close.
 	_, _, _ = c.Reader(r.Context())
@@ -173,4 +175,13 @@ func (f *feed) Close() {
 	}
 	_ = f.srv.Close()
 	f.wg.Wait()
+}
+
+// connections returns how many connections feed n has accepted, and how
+// many are open.
+func (f *feed) connections(n int) (made, open int) {
+	c := f.chans[n]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.made, len(c.conns)
 }

@@ -310,7 +310,7 @@ func renderScenario(b *strings.Builder, sc scenario, res *results, times func(*r
 	byCmd := map[string][]string{}
 	var cmds []string
 	for _, k := range res.servers() {
-		if r := find(runs, k); r != nil && r.Command != "" && r.Command != res.Command {
+		if r := find(runs, k); r != nil && r.Skipped == "" && r.Command != "" && r.Command != res.Command {
 			key := fmt.Sprintf("`%s` (floor %.2f µs in that run)", r.Command, r.Floor)
 			if byCmd[key] == nil {
 				cmds = append(cmds, key)
@@ -450,7 +450,19 @@ func renderScenario(b *strings.Builder, sc scenario, res *results, times func(*r
 			return fmt.Sprintf("%s / %s / %s", fmtMs(r.Storm.LiveP50), fmtMs(r.Storm.LiveP99), fmtMs(r.Storm.LiveMax))
 		}, func(r *runResult) float64 { return r.Storm.LiveMax })
 	}
+	if w != nil && w.Cluster != nil && usable(w) {
+		renderCluster(row, w)
+	}
 	p("\n")
+	if w != nil && w.Cluster != nil && usable(w) {
+		c := w.Cluster
+		p("%d ws2sse processes with the same configuration plus a `[cluster]` table (`redis` on a redis-server %s the bench started on a loopback port with `--save \"\" --appendonly no`, a distinct `node` each, `lease = \"%s\"`), one eager channel on the feed. ",
+			len(c.Nodes), orDash(c.Redis), clusterLease)
+		p("Each process got its share of the clients from its own load worker. Latency runs from the feed's write to the client's socket, so it includes the holder's XADD and every process's XREAD through Redis. ")
+		p("The server rows above sum the %d processes; server CPU and CPU per delivery also include redis-server's (%.2f s in the window), and its RSS (%s at the end) is not in the RSS rows. ", len(c.Nodes), c.RedisCPU, fmtBytes(float64(c.RedisRSS)))
+		p("The id check opens one more stream on every process at the same time after the window, reads them for %.0f s, and compares the id each process gave every event they all got. ", idCheck.Seconds())
+		p("The baseline has no cluster mode, so it was not run.\n\n")
+	}
 	if sc.Kind == "slow" {
 		p("The window rows are the other clients while the one is stopped; its worker was sent SIGSTOP, and its socket has a 4 KiB receive buffer and a 536-byte MSS, so that the kernel's buffers toward it fill in seconds, not minutes (with loopback's 64 KiB segments the server's send buffer grows to megabytes).\n\n")
 	}
@@ -496,7 +508,7 @@ go run ./bench -servers ws2sse,baseline,direct      # also measure the prototype
 Flags: `+"`-scenarios`"+` (names, comma-separated, or `+"`all`"+`: %s), `+"`-servers ws2sse,baseline`"+` (or `+"`direct`"+`),
 `+"`-attempts`"+` (default 3), `+"`-merge`"+`, `+"`-render`"+`,
 `+"`-out`"+` (the report), `+"`-chart`"+` (default `+"`bench/chart.svg`"+`), `+"`-results`"+` (default `+"`bench/results.json`"+`),
-`+"`-floor-conns`"+` and `+"`-floor-writes`"+`. It needs `+"`go`"+` on the PATH, the open-file limit high enough for 19,000
+`+"`-floor-conns`"+` and `+"`-floor-writes`"+`. It needs `+"`go`"+` on the PATH (and `+"`redis-server`"+` for `+"`cluster-3x`"+`), the open-file limit high enough for 19,000
 sockets per process, and (with `+"`-taskset`"+`) the taskset command.
 
 ### What runs
@@ -595,4 +607,66 @@ func (res *results) reruns() []string {
 		}
 	}
 	return cmds
+}
+
+// renderCluster adds the rows of a run of several processes.
+func renderCluster(row func(string, func(*runResult) string, func(*runResult) float64), w *runResult) {
+	c := w.Cluster
+	each := func(f func(n nodeResult) string) string {
+		parts := make([]string, len(c.Nodes))
+		for i, n := range c.Nodes {
+			parts[i] = f(n)
+		}
+		return strings.Join(parts, " / ")
+	}
+	holder := "none said it held the lease"
+	for _, n := range c.Nodes {
+		if n.Holder {
+			holder = n.Name
+		}
+	}
+	names := each(func(n nodeResult) string { return n.Name })
+	row("processes", func(*runResult) string {
+		return fmt.Sprintf("%d ws2sse (%s) + redis-server %s; the upstream lease holder: %s", len(c.Nodes), names, orDash(c.Redis), holder)
+	}, nil)
+	row("upstream connections the feed accepted over the run / open at the end", func(*runResult) string {
+		return fmt.Sprintf("%d / %d", c.UpstreamMade, c.UpstreamOpen)
+	}, nil)
+	row("clients per process, streaming when the window opened ("+names+")", func(*runResult) string {
+		return each(func(n nodeResult) string { return fmtInt(int64(n.Clients)) })
+	}, nil)
+	row("delivered per process", func(*runResult) string {
+		return each(func(n nodeResult) string { return fmtInt(n.Delivered) })
+	}, nil)
+	row("latency p50 / p99 per process", func(*runResult) string {
+		return each(func(n nodeResult) string { return fmtMs(n.Latency.P50) + ", " + fmtMs(n.Latency.P99) })
+	}, nil)
+	row("CPU in the window per process, then redis-server", func(*runResult) string {
+		return each(func(n nodeResult) string { return fmt.Sprintf("%.2f s", n.CPU) }) + fmt.Sprintf(", then %.2f s", c.RedisCPU)
+	}, nil)
+	row("CPU per delivery, the ws2sse processes only", func(r *runResult) string {
+		if r.Delivered == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f µs", (r.CPU-c.RedisCPU)*1e6/float64(r.Delivered))
+	}, nil)
+	row("RSS before clients → at the end, per process", func(*runResult) string {
+		return each(func(n nodeResult) string {
+			return fmt.Sprintf("%s → %s", fmtBytes(float64(n.RSSBefore)), fmtBytes(float64(n.RSSAfter)))
+		})
+	}, nil)
+	row("RSS per client per process", func(*runResult) string {
+		return each(func(n nodeResult) string { return fmtBytes(n.RSSPerClient) })
+	}, nil)
+	row("redis-server RSS at the end", func(*runResult) string { return fmtBytes(float64(c.RedisRSS)) }, nil)
+	row("same id on every process", func(*runResult) string {
+		if c.IDsErr != "" {
+			return "check failed: " + c.IDsErr
+		}
+		s := fmt.Sprintf("%d events compared, %d differ", c.IDsCompared, c.IDsDiffer)
+		if c.IDExample != "" {
+			s += " (" + c.IDExample + " everywhere)"
+		}
+		return s
+	}, nil)
 }

@@ -74,8 +74,9 @@ type runResult struct {
 	Before         metrics `json:"metricsBefore"`
 	After          metrics `json:"metricsAfter"`
 
-	Slow  *slowResult  `json:"slow,omitempty"`
-	Storm *stormResult `json:"storm,omitempty"`
+	Slow    *slowResult    `json:"slow,omitempty"`
+	Storm   *stormResult   `json:"storm,omitempty"`
+	Cluster *clusterResult `json:"cluster,omitempty"`
 }
 
 // latency summarises a histogram, in milliseconds.
@@ -173,6 +174,12 @@ func (s *suite) startServer(kind string, sc scenario, f *feed) (*server, error) 
 		argv = []string{s.bins[kind], "-listen", "127.0.0.1:0", "-feed", strings.Replace(f.URL(0), "/feed/0", "/feed/%d", 1),
 			"-feeds", fmt.Sprint(sc.Channels), "-queue", "1024", "-replay", "1000"}
 	}
+	return s.launch(kind, logf, argv)
+}
+
+// launch starts argv as a server of kind logging to logf, and waits until
+// it says where it listens and its /readyz answers 200.
+func (s *suite) launch(kind string, logf *os.File, argv []string) (*server, error) {
 	argv = s.taskset(serverCPU, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = logf
@@ -403,8 +410,9 @@ func jobs(sc scenario, addr string, clients int, rate float64, first int) []job 
 type window struct {
 	from, to  int64
 	cpu, load time.Duration
-	self      time.Duration // this process: the feed and the orchestration
-	other     time.Duration // the rest of the machine
+	each      []time.Duration // the server's CPU, per process measured
+	self      time.Duration   // this process: the feed and the orchestration
+	other     time.Duration   // the rest of the machine
 	reports   []*workerReport
 }
 
@@ -412,6 +420,12 @@ type window struct {
 // now), samples the server's CPU at both ends, waits for late events, and
 // collects the workers' reports.
 func (s *suite) measure(srv *server, ws []*workerProc, d time.Duration, during func(from, to time.Time)) (window, error) {
+	return s.measurePids([]int{srv.pid}, ws, d, during)
+}
+
+// measurePids is measure with the server's CPU summed over pids; the
+// window also keeps each one's.
+func (s *suite) measurePids(pids []int, ws []*workerProc, d time.Duration, during func(from, to time.Time)) (window, error) {
 	t0 := time.Now().Add(500 * time.Millisecond)
 	t1 := t0.Add(d)
 	win := window{from: t0.UnixNano(), to: t1.UnixNano()}
@@ -419,7 +433,10 @@ func (s *suite) measure(srv *server, ws []*workerProc, d time.Duration, during f
 		wp.send(command{Cmd: "window", From: win.from, To: win.to})
 	}
 	time.Sleep(time.Until(t0))
-	cpu0, _ := procCPU(srv.pid)
+	cpu0 := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		cpu0[i], _ = procCPU(pid)
+	}
 	load0 := loadCPUOf(ws)
 	busy0 := machineBusy()
 	self0, _ := procCPU(os.Getpid())
@@ -427,11 +444,16 @@ func (s *suite) measure(srv *server, ws []*workerProc, d time.Duration, during f
 		during(t0, t1)
 	}
 	time.Sleep(time.Until(t1))
-	cpu1, _ := procCPU(srv.pid)
+	win.each = make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		c, _ := procCPU(pid)
+		win.each[i] = c - cpu0[i]
+		win.cpu += win.each[i]
+	}
 	load1 := loadCPUOf(ws)
 	busy1 := machineBusy()
 	self1, _ := procCPU(os.Getpid())
-	win.cpu, win.load, win.self = cpu1-cpu0, load1-load0, self1-self0
+	win.load, win.self = load1-load0, self1-self0
 	win.other = max(busy1-busy0-win.cpu-win.load-win.self, 0)
 	time.Sleep(s.timing.Drain)
 	for _, wp := range ws {
@@ -532,7 +554,13 @@ func (s *suite) run(sc scenario, kind string) (res runResult) {
 	res = runResult{Server: kind, Clients: sc.clients(), Channels: sc.Channels, Rate: sc.Rate}
 	if kind != "ws2sse" && sc.NoBaseline {
 		res.Skipped = "serves SSE only"
+		if sc.Nodes > 0 {
+			res.Skipped = "does not apply: it has no cluster mode"
+		}
 		return res
+	}
+	if sc.Nodes > 0 {
+		return s.runCluster(sc, res)
 	}
 	fail := func(err error) runResult {
 		res.Err = err.Error()

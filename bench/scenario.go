@@ -16,7 +16,8 @@ type scenario struct {
 	Rate       float64 // events per second per channel; 0: idle
 	WS         bool    // WebSocket clients instead of SSE
 	Kind       string  // "steady", "slow" (a client stops reading) or "storm" (every client reconnects)
-	NoBaseline bool    // the baseline does not serve it (it has no WebSocket side)
+	NoBaseline bool    // the baseline does not serve it (it has no WebSocket side, no cluster mode)
+	Nodes      int     // > 0: that many ws2sse processes sharing one redis-server, the clients spread evenly
 	Curve      bool    // plotted on the chart
 	Targets    []target
 }
@@ -69,6 +70,9 @@ func scenarios() []scenario {
 		{Name: "curve-15k", Title: "15,000 clients × 10 events/s", Channels: 1, PerChannel: 15000, Rate: 10, Kind: "steady", Curve: true},
 		{Name: "ws-5k", Title: "5,000 WebSocket clients × 10 events/s", Channels: 1, PerChannel: 5000, Rate: 10, WS: true, Kind: "steady", NoBaseline: true,
 			Targets: []target{noLoss(), p99AtMost(30 * time.Millisecond)}},
+		{Name: "cluster-3x", Title: "3 processes sharing Redis, 3,000 clients × 10 events/s", Channels: 1, PerChannel: 3000, Rate: 10, Kind: "steady",
+			Nodes: 3, NoBaseline: true,
+			Targets: []target{oneUpstream(), noLoss(), sameIDs()}},
 	}
 }
 
