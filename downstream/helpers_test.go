@@ -172,10 +172,10 @@ func newServer(t *testing.T, opts Options, resolve Resolver) *testServer {
 	return serve(t, New(opts), resolve)
 }
 
-// serve serves s.Handler(resolve).
+// serve serves the route of the channels resolve finds.
 func serve(t *testing.T, s *Server, resolve Resolver) *testServer {
 	t.Helper()
-	return serveHandler(t, s, s.Handler(resolve))
+	return serveHandler(t, s, s.Route(Route{Open: resolve}))
 }
 
 // serveHandler serves h, a handler of s, on loopback.

@@ -139,12 +139,6 @@ type Route struct {
 	Public bool
 }
 
-// Handler returns the handler of a route that needs no name: the channels
-// resolve finds.
-func (s *Server) Handler(resolve Resolver) http.Handler {
-	return s.Route(Route{Open: resolve})
-}
-
 // Route returns the handler that serves a route's channels, over SSE or,
 // for an Upgrade request, WebSocket. In order, a request is checked for its
 // origin, its method, its token and the client limits.

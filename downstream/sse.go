@@ -34,6 +34,10 @@ const (
 	endClientMessage = "client sent a message"
 )
 
+// heartbeatComment is what an idle stream is sent every Heartbeat; shared,
+// never written to.
+var heartbeatComment = sse.AppendComment(nil, "heartbeat")
+
 // errEnded refuses a write to a client whose subscription has ended.
 var errEnded = errors.New("subscription ended")
 
@@ -246,7 +250,7 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 				heartbeat.Reset(s.opts.Heartbeat - quiet)
 				continue
 			}
-			if err := ss.write(sse.AppendComment(nil, "heartbeat")); err != nil {
+			if err := ss.write(heartbeatComment); err != nil {
 				return s.writeFailed(ss, sub)
 			}
 			heartbeat.Reset(s.opts.Heartbeat)
