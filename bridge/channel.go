@@ -92,6 +92,7 @@ type Channel struct {
 	last      eventKey           // key of the newest event
 	lastTime  time.Time          // arrival of the newest event
 	subs      []*Subscription    // live subscribers; Subscription.idx is the position
+	notify    []chan<- struct{}  // signalled on every publication (Notify)
 	clients   [numTransports]int // subscribers per transport
 	everUp    bool               // the upstream connected at least once
 	names     []string           // event names seen, in order of first appearance, at most maxNames
@@ -285,8 +286,31 @@ func (c *Channel) pushLocked(e *Event) {
 		}
 		i++
 	}
+	for _, n := range c.notify {
+		select {
+		case n <- struct{}{}:
+		default:
+		}
+	}
 	from := head - min(head, uint64(c.opts.Replay))
 	c.ring.trim(keep, from, e.Time.Add(-c.opts.ReplayAge))
+}
+
+// Notify has n signalled, without blocking, whenever an event is published,
+// until stop is called. A writer that serves many subscriptions of the
+// channel waits on n instead of on each one's Wake, and then reads every
+// one of them; give n a capacity of 1, so that a burst is one signal.
+func (c *Channel) Notify(n chan<- struct{}) (stop func()) {
+	c.mu.Lock()
+	c.notify = append(c.notify, n)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if i := slices.Index(c.notify, n); i >= 0 {
+			c.notify = slices.Delete(c.notify, i, i+1)
+		}
+	}
 }
 
 func (c *Channel) slowLocked(s *Subscription) {

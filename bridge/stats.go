@@ -64,6 +64,12 @@ type counters struct {
 // Delivered counts events and bytes written to the subscriber's client.
 // Call it once per write, not per event.
 func (s *Subscription) Delivered(events, bytes int) {
-	s.c.n.eventsOut[s.transport].Add(uint64(events))
-	s.c.n.bytesOut[s.transport].Add(uint64(bytes))
+	s.c.Delivered(s.transport, events, bytes)
+}
+
+// Delivered counts events and bytes written to clients of a transport: a
+// writer serving many subscriptions counts them all at once.
+func (c *Channel) Delivered(t Transport, events, bytes int) {
+	c.n.eventsOut[t].Add(uint64(events))
+	c.n.bytesOut[t].Add(uint64(bytes))
 }
