@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -63,7 +64,12 @@ type Server struct {
 
 	limits *limiter
 
-	streams sync.WaitGroup // SSE streams that outlive their handler
+	streams sync.WaitGroup // SSE streams that outlive their handler, and their shards
+	hangups hangups        // notices taken-over clients that hang up
+
+	fanMu   sync.Mutex
+	fanouts map[*bridge.Channel]*fanout // channels with running shards
+	spills  atomic.Uint64               // streams a shard handed to a goroutine for a full socket
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed by Shutdown
@@ -91,7 +97,9 @@ func New(opts Options) *Server {
 		origins:  make(map[string]bool),
 		shutdown: make(chan struct{}),
 		limits:   newLimiter(opts.MaxClients, opts.MaxClientsPerIP, opts.TrustedProxies),
+		fanouts:  make(map[*bridge.Channel]*fanout),
 	}
+	s.hangups.wg = &s.streams
 	for _, o := range opts.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true

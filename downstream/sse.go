@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ws2sse/ws2sse/bridge"
@@ -46,11 +47,22 @@ var errEnded = errors.New("subscription ended")
 // On HTTP/1 the connection is taken over once the headers are known, and
 // the handler returns: net/http then frees everything it held for the
 // connection (its buffers, the request, its goroutine's stack), which was
-// most of an idle client's memory. The stream goes on in a goroutine of the
-// Server's own, and each batch goes out as exactly one write(2), with no
-// chunked framing; the response has no length and ends when the connection
-// closes. HTTP/2 streams stay in their handler and use the ResponseWriter.
+// most of an idle client's memory. Each batch goes out as exactly one
+// write(2), with no chunked framing; the response has no length and ends
+// when the connection closes.
+//
+// A taken-over TCP stream is then written by its channel's shards
+// (shard.go), without a goroutine of its own, as long as its socket takes
+// what it is given; a stream whose socket fills up gets a goroutine that
+// writes with a deadline until it has caught up, and goes back. Other
+// streams (TLS, or platforms without the hang-up watcher) keep a goroutine
+// of the Server's. HTTP/2 streams stay in their handler and use the
+// ResponseWriter.
 type session struct {
+	srv     *Server
+	ch      *bridge.Channel
+	sub     *bridge.Subscription
+	release func() // frees the client's slot
 	timeout time.Duration
 	remote  string
 	start   time.Time
@@ -61,19 +73,30 @@ type session struct {
 	// HTTP/1 once taken over, and then w and rc are nil. Stored before the
 	// handler returns; the channel reads it to expire a stuck write.
 	conn atomic.Pointer[net.Conn]
+	// raw writes without blocking; set when shards may write the stream.
+	raw syscall.RawConn
+	// home is the shard writing the stream; nil while a goroutine of its
+	// own does.
+	home atomic.Pointer[shard]
 
-	left <-chan struct{} // closed when the client hangs up
+	left        <-chan struct{} // closed when the client hangs up
+	leftCh      chan struct{}   // the same, for hungUp to close
+	hangupToken uint64          // the hangup watcher's
+	reader      sync.WaitGroup  // a reader goroutine, where there is no watcher
 	// ended is the subscription's Done channel: once it is closed, write
 	// refuses to write. Nil for the last words of a stream.
-	ended  <-chan struct{}
-	reader sync.WaitGroup // the taken-over connection's reader
+	ended <-chan struct{}
 
-	// Owned by the stream's goroutine.
-	deadline  time.Time // the write deadline last set; zero forces a new one
-	lastWrite time.Time // for heartbeats
-
-	events uint64
-	bytes  uint64
+	// Owned by whichever goroutine writes the stream: its shard, or its
+	// own goroutine. They hand it over through a mutex or a go statement.
+	gapID         string    // the resume id that was not found
+	gap           bool      // the client is still to be told of the gap
+	pending       []byte    // what a full socket did not take
+	pendingEvents int       // the events in pending
+	deadline      time.Time // the write deadline last set; zero forces a new one
+	lastWrite     time.Time // for heartbeats
+	events        uint64
+	bytes         uint64
 }
 
 // write sends b in one write (and on HTTP/2 one flush), under the write
@@ -126,6 +149,20 @@ func (ss *session) setWriteDeadline(t time.Time) error {
 	return nil
 }
 
+// lastWords writes b, the end of a stream, even after its subscription
+// ended: from its shard without blocking (a full socket does without), or
+// from its own goroutine under a fresh deadline.
+func (ss *session) lastWords(b []byte) {
+	if sh := ss.home.Load(); sh != nil {
+		_ = ss.setWriteDeadline(time.Time{}) // an expiry meant for a write of its own goroutine
+		_, _ = sh.write(ss, b)
+		return
+	}
+	ss.ended = nil
+	ss.deadline = time.Time{}
+	_ = ss.write(b)
+}
+
 // takeOver takes the HTTP/1 connection over and sends the response head and
 // the first retry: field on it. It reports false when the connection cannot
 // be taken over (HTTP/2).
@@ -141,16 +178,20 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 	// nothing on a stream, so a read that returns means it hung up.
 	_ = conn.SetReadDeadline(time.Time{})
 	left := make(chan struct{})
-	ss.left = left
-	ss.reader.Go(func() {
-		defer close(left)
-		var b [64]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				return
+	ss.left, ss.leftCh = left, left
+	if !ss.srv.hangups.watch(ss, conn) {
+		ss.reader.Go(func() {
+			defer close(left)
+			var b [64]byte
+			for {
+				if _, err := conn.Read(b[:]); err != nil {
+					return
+				}
 			}
-		}
-	})
+		})
+	} else if tc, ok := conn.(*net.TCPConn); ok && directWrites {
+		ss.raw, _ = tc.SyscallConn()
+	}
 	h := ss.w.Header()
 	h.Set("Connection", "close")
 	var head bytes.Buffer
@@ -164,12 +205,33 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 	return true, ss.write(sse.AppendRetry(head.Bytes(), retry))
 }
 
+// hungUp is called by the hangup watcher when the client has hung up.
+func (ss *session) hungUp() {
+	close(ss.leftCh)
+	if sh := ss.home.Load(); sh != nil {
+		sh.nudge()
+	}
+}
+
 // stop closes a taken-over connection and waits for its reader.
 func (ss *session) stop() {
 	if c := ss.conn.Load(); c != nil {
+		ss.srv.hangups.unwatch(ss)
 		(*c).Close()
 		ss.reader.Wait()
 	}
+}
+
+// end ends the session: it closes the connection, unsubscribes, frees the
+// client's slot and logs the session.
+func (ss *session) end(reason string) {
+	ss.stop()
+	ss.sub.Close()
+	ss.release()
+	ss.srv.log.Info().
+		Str("channel", ss.ch.Name()).Str("transport", "sse").Str("remote", ss.remote).
+		Dur("duration", time.Since(ss.start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
+		Str("reason", reason).Msg("client session ended")
 }
 
 func setSSEHeaders(h http.Header) {
@@ -182,15 +244,18 @@ func setSSEHeaders(h http.Header) {
 // ends, possibly after serveSSE returned.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
 	ss := &session{
-		w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout,
-		remote: r.RemoteAddr, start: time.Now(),
+		srv: s, w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout,
+		remote: r.RemoteAddr, start: time.Now(), release: release,
 	}
-	// A slow client may be stuck in a write: expire its deadline so the
+	// A stream its shard writes is only nudged: the shard finds the end.
+	// Another may be stuck in a write: its deadline is expired so that the
 	// write fails now and the connection closes. Only on a taken-over
 	// connection: on HTTP/2 that would reset the stream under the handler,
 	// and before the takeover nothing has been written yet.
 	onEnd := func(error) {
-		if c := ss.conn.Load(); c != nil {
+		if sh := ss.home.Load(); sh != nil {
+			sh.nudge()
+		} else if c := ss.conn.Load(); c != nil {
 			_ = (*c).SetWriteDeadline(time.Now())
 		}
 	}
@@ -200,37 +265,37 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 		s.refuse(w, r, err, true)
 		return
 	}
-	ss.ended = sub.Done()
-	end := func(reason string) {
-		ss.stop()
-		sub.Close()
-		release()
-		s.log.Info().
-			Str("channel", ch.Name()).Str("transport", "sse").Str("remote", ss.remote).
-			Dur("duration", time.Since(ss.start)).Uint64("events", ss.events).Uint64("bytes", ss.bytes).
-			Str("reason", reason).Msg("client session ended")
-	}
+	ss.ch, ss.sub, ss.ended = ch, sub, sub.Done()
+	ss.gapID, ss.gap = sub.Gap()
 
 	setSSEHeaders(w.Header())
 	switch took, err := ss.takeOver(r, s.opts.Retry); {
 	case err != nil:
-		end(s.writeFailed(ss, sub))
+		ss.end(s.writeFailed(ss))
+	case took && ss.raw != nil:
+		s.addDirect(ss)
 	case took:
-		s.streams.Go(func() { end(s.streamSSE(ss, sub)) })
+		s.streams.Go(func() {
+			reason, _ := s.streamSSE(ss, false)
+			ss.end(reason)
+		})
 	default:
 		ss.left = r.Context().Done()
 		w.WriteHeader(http.StatusOK)
 		if err := ss.write(sse.AppendRetry(nil, s.opts.Retry)); err != nil {
-			end(s.writeFailed(ss, sub))
+			ss.end(s.writeFailed(ss))
 			return
 		}
-		end(s.streamSSE(ss, sub))
+		reason, _ := s.streamSSE(ss, false)
+		ss.end(reason)
 	}
 }
 
-// streamSSE writes the stream until it ends and returns why it ended.
-func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
-	lastID, gap := sub.Gap()
+// streamSSE writes the stream from its own goroutine until it ends, and
+// returns why. With handBack, it returns caughtUp instead as soon as the
+// client has been written everything due, for its shard to take it back.
+func (s *Server) streamSSE(ss *session, handBack bool) (reason string, caughtUp bool) {
+	sub := ss.sub
 	// The heartbeat timer is not reset on every write: when it fires, it is
 	// re-armed for what is left of the interval since the last write.
 	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
@@ -239,19 +304,19 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 		var out []byte
 		select {
 		case <-ss.left:
-			return endClientLeft
+			return endClientLeft, false
 		case <-s.shutdown:
 			s.writeShortRetry(ss)
-			return endShutdown
+			return endShutdown, false
 		case <-sub.Done():
-			return s.endSSE(ss, sub.Err())
+			return s.endSSE(ss, sub.Err()), false
 		case <-heartbeat.C:
 			if quiet := time.Since(ss.lastWrite); quiet < s.opts.Heartbeat {
 				heartbeat.Reset(s.opts.Heartbeat - quiet)
 				continue
 			}
 			if err := ss.write(heartbeatComment); err != nil {
-				return s.writeFailed(ss, sub)
+				return s.writeFailed(ss), false
 			}
 			heartbeat.Reset(s.opts.Heartbeat)
 			continue
@@ -263,22 +328,10 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 		if err != nil {
 			*ep = events[:0]
 			eventsPool.Put(ep)
-			return s.endSSE(ss, err)
+			return s.endSSE(ss, err), false
 		}
 		bp := bufPool.Get().(*[]byte)
-		out = (*bp)[:0]
-		batch := 0
-		for _, e := range events {
-			if e.SSE == nil {
-				continue
-			}
-			if gap && e.ID != "" {
-				out = appendGap(out, lastID, e.ID)
-				gap = false
-			}
-			out = append(out, e.SSE...)
-			batch++
-		}
+		out, batch := ss.appendEvents((*bp)[:0], events)
 		clear(events) // the pool must not keep events alive
 		*ep = events[:0]
 		eventsPool.Put(ep)
@@ -292,16 +345,40 @@ func (s *Server) streamSSE(ss *session, sub *bridge.Subscription) string {
 		*bp = out[:0]
 		bufPool.Put(bp)
 		if err != nil {
-			return s.writeFailed(ss, sub)
+			return s.writeFailed(ss), false
+		}
+		// Nothing published since the Read: the shard takes over from
+		// here, and is nudged to read what comes in between.
+		if handBack && len(sub.Wake()) == 0 {
+			return "", true
 		}
 	}
+}
+
+// appendEvents appends the SSE form of events to dst, the gap notice first
+// if the client is still to be told, and returns it with the number of
+// events appended.
+func (ss *session) appendEvents(dst []byte, events []*bridge.Event) ([]byte, int) {
+	n := 0
+	for _, e := range events {
+		if e.SSE == nil {
+			continue
+		}
+		if ss.gap && e.ID != "" {
+			dst = appendGap(dst, ss.gapID, e.ID)
+			ss.gap = false
+		}
+		dst = append(dst, e.SSE...)
+		n++
+	}
+	return dst, n
 }
 
 // writeFailed returns why a stream ends after a failed write: because the
 // channel ended the subscription (and expired the write deadline), or
 // because the connection broke.
-func (s *Server) writeFailed(ss *session, sub *bridge.Subscription) string {
-	if err := sub.Err(); err != nil {
+func (s *Server) writeFailed(ss *session) string {
+	if err := ss.sub.Err(); err != nil {
 		return s.endSSE(ss, err)
 	}
 	return endWriteError
@@ -321,9 +398,7 @@ func (s *Server) endSSE(ss *session, err error) string {
 // after a random delay between ShutdownRetry and twice it, so that clients
 // do not all come back at once.
 func (s *Server) writeShortRetry(ss *session) {
-	ss.ended = nil // the stream's last words go out even after its end
-	ss.deadline = time.Time{}
-	_ = ss.write(sse.AppendRetry(nil, s.opts.ShutdownRetry+rand.N(s.opts.ShutdownRetry)))
+	ss.lastWords(sse.AppendRetry(nil, s.opts.ShutdownRetry+rand.N(s.opts.ShutdownRetry)))
 }
 
 func endReason(err error) string {

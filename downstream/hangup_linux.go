@@ -1,0 +1,148 @@
+package downstream
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// hangups notices clients that hang up, for every taken-over connection of
+// a Server, from one epoll set and one goroutine: an idle client then costs
+// no goroutine at all. A client sends nothing on a stream, so only the end
+// of its side (EPOLLRDHUP) or an error is asked for; bytes it does send
+// stay unread in the kernel.
+//
+// The goroutine runs while some connection is watched, and the epoll set
+// lives as long as it does.
+type hangups struct {
+	wg *sync.WaitGroup // the Server's, so that Wait waits for the goroutine
+
+	mu      sync.Mutex
+	running bool
+	epfd    int // valid while running
+	evfd    int // an eventfd in the set, written to stop the goroutine
+	watched map[uint64]*session
+	token   uint64 // the last token handed out; 0 is the eventfd's
+}
+
+// directWrites reports that streams can be written without blocking by a
+// shard (shard.go): the platform has the hangup watcher it relies on.
+const directWrites = true
+
+// watch starts watching conn for ss. When the client hangs up, ss.hungUp is
+// called; unwatch stops watching. It reports false when conn cannot be
+// watched: a connection that is not a socket. The caller must then watch
+// for the hang-up itself.
+func (h *hangups) watch(ss *session, conn net.Conn) bool {
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = tc.NetConn() // TLS: its TCP connection hangs up too
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.running {
+		if err := h.startLocked(); err != nil {
+			return false
+		}
+	}
+	h.token++
+	token := h.token
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(token), Pad: int32(token >> 32)}
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}); err != nil || cerr != nil {
+		if len(h.watched) == 0 {
+			h.wakeLocked()
+		}
+		return false
+	}
+	ss.hangupToken = token
+	h.watched[token] = ss
+	return true
+}
+
+// unwatch stops watching ss's connection, which the caller then closes:
+// closing it takes it out of the epoll set.
+func (h *hangups) unwatch(ss *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.watched[ss.hangupToken]; !ok {
+		return
+	}
+	delete(h.watched, ss.hangupToken)
+	if len(h.watched) == 0 {
+		h.wakeLocked() // to stop
+	}
+}
+
+func (h *hangups) startLocked() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(evfd)
+		unix.Close(epfd)
+		return err
+	}
+	h.epfd, h.evfd, h.running = epfd, evfd, true
+	if h.watched == nil {
+		h.watched = make(map[uint64]*session)
+	}
+	h.wg.Go(func() { h.run(epfd, evfd) })
+	return nil
+}
+
+func (h *hangups) wakeLocked() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(h.evfd, one[:])
+}
+
+// run waits for hang-ups until nothing is watched.
+func (h *hangups) run(epfd, evfd int) {
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(epfd, events, -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			n = 0 // cannot happen with a valid set; the stop check still runs
+		}
+		h.mu.Lock()
+		for _, ev := range events[:max(n, 0)] {
+			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if token == 0 {
+				var b [8]byte
+				_, _ = unix.Read(evfd, b[:])
+				continue
+			}
+			if ss, ok := h.watched[token]; ok {
+				delete(h.watched, token)
+				ss.hungUp()
+			}
+		}
+		if len(h.watched) == 0 {
+			h.running = false
+			unix.Close(evfd)
+			unix.Close(epfd)
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+	}
+}

@@ -1,0 +1,239 @@
+package downstream
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ws2sse/ws2sse/bridge"
+	"github.com/ws2sse/ws2sse/internal/sse"
+)
+
+// rawStream opens an SSE stream over a plain TCP connection and returns it
+// once the response head is read. A positive rcvbuf fixes the socket's
+// receive buffer, so that the server's socket fills up soon after the
+// client stops reading.
+func rawStream(t *testing.T, ts *testServer, path string, rcvbuf int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	d := net.Dialer{Timeout: waitTimeout}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			if err == nil {
+				err = serr
+			}
+			return err
+		}
+	}
+	conn, err := d.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, ts.Listener.Addr())
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	if err != nil || status != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("response: %q, %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("response head: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, br
+}
+
+// shardLoad returns how many streams of ch its shards are writing.
+func shardLoad(s *Server, ch *bridge.Channel) int {
+	s.fanMu.Lock()
+	defer s.fanMu.Unlock()
+	n := 0
+	if f := s.fanouts[ch]; f != nil {
+		for _, sh := range f.shards {
+			n += int(sh.load.Load())
+		}
+	}
+	return n
+}
+
+// eventually polls cond until it holds, failing the test after waitTimeout.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not so after %v: %s", waitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A client that stops reading for a while, with less than its queue
+// published meanwhile, fills its socket: the rest of what it is due is
+// written from a goroutine of its own. Once it reads again it gets every
+// event once and in order, and its shard takes it back.
+func TestSSEFullSocketCatchesUp(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{Queue: 1024})
+	ts := newServer(t, Options{Heartbeat: time.Minute, WriteTimeout: time.Minute}, Static(ch))
+
+	conn, br := rawStream(t, ts, "/stream", 16<<10)
+	p := sse.NewParser(br)
+	eventually(t, "the stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+
+	// 64 KiB events, more than the kernel's largest send buffer (4 MiB by
+	// default) and the client's 16 KiB can hold together.
+	const paused = 160
+	for i := range paused {
+		f.send(t, websocket.MessageText, bigPayload(i))
+	}
+	eventually(t, "the stream has a goroutine of its own", func() bool { return ts.s.spills.Load() > 0 })
+
+	_ = conn.SetReadDeadline(time.Now().Add(streamTimeout))
+	var last string
+	for i := range paused + 1 {
+		if i == paused {
+			// Once it has caught up, its shard writes it again.
+			eventually(t, "the stream is back in its shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+			f.send(t, websocket.MessageText, bigPayload(i))
+		}
+		ev, err := p.Next()
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if ev.Data != string(bigPayload(i)) {
+			t.Fatalf("event %d is %.8q…, want %.8q…", i, ev.Data, bigPayload(i))
+		}
+		if last != "" && !idLess(t, last, ev.ID) {
+			t.Fatalf("event %d has id %s after %s", i, ev.ID, last)
+		}
+		last = ev.ID
+	}
+	info := ch.Info()
+	if info.SlowClients != 0 || info.Clients() != 1 || info.EventsOut[bridge.TransportSSE] != paused+1 {
+		t.Errorf("channel: %d slow, %d clients, %d events out; want 0, 1, %d",
+			info.SlowClients, info.Clients(), info.EventsOut[bridge.TransportSSE], paused+1)
+	}
+}
+
+// counter counts the events a raw stream receives, reading into one buffer
+// so that it allocates nothing itself.
+type counter struct {
+	n    atomic.Int64
+	want int64 // events due to it so far
+	done chan error
+}
+
+func countEvents(conn net.Conn, br *bufio.Reader) *counter {
+	c := &counter{want: 1, done: make(chan error, 1)} // the retry: field ends with a blank line too
+	go func() {
+		// What bufio read ahead comes first, then the connection.
+		r := io.MultiReader(bytes.NewReader(must(br.Peek(br.Buffered()))), conn)
+		buf := make([]byte, 64<<10)
+		prev := byte(0)
+		for {
+			n, err := r.Read(buf)
+			for _, b := range buf[:n] {
+				if b == '\n' && prev == '\n' {
+					c.n.Add(1)
+				}
+				prev = b
+			}
+			if err != nil {
+				c.done <- err
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// Streams are spread over the channel's shards, every one gets every event
+// in full, and a delivery allocates nothing: the allocations per event are
+// the same for many streams as for one (the event, its encodings, and the
+// upstream's read of the frame).
+func TestSSEShardsDeliverWithoutAllocating(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{})
+	ts := newServer(t, Options{Heartbeat: time.Minute, WriteTimeout: time.Minute}, Static(ch))
+	payload := bytes.Repeat([]byte("y"), 200)
+
+	var counters []*counter
+	connect := func(n int) {
+		for range n {
+			conn, br := rawStream(t, ts, "/stream", 0)
+			counters = append(counters, countEvents(conn, br))
+		}
+		eventually(t, "every stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == len(counters) })
+	}
+	step := func() {
+		f.send(t, websocket.MessageText, payload)
+		for _, c := range counters {
+			c.want++
+			for c.n.Load() < c.want {
+				select {
+				case err := <-c.done:
+					t.Fatalf("stream ended: %v", err)
+				default:
+					runtime.Gosched()
+				}
+			}
+		}
+	}
+	measure := func() float64 {
+		step() // warm up the buffers
+		return testing.AllocsPerRun(50, step)
+	}
+
+	connect(1)
+	one := measure()
+	many := 2*shardFill + 44
+	connect(many - 1)
+	if runtime.GOMAXPROCS(0) > 1 {
+		ts.s.fanMu.Lock()
+		f := ts.s.fanouts[ch]
+		for i, sh := range f.shards[:2] {
+			if n := sh.load.Load(); n < shardFill {
+				t.Errorf("shard %d writes %d streams, want at least %d", i, n, shardFill)
+			}
+		}
+		ts.s.fanMu.Unlock()
+	}
+	before := ch.Info().EventsOut[bridge.TransportSSE]
+	all := measure()
+	t.Logf("allocations per event: %.1f with one stream, %.1f with %d", one, all, many)
+	if perDelivery := (all - one) / float64(many-1); perDelivery > 0.01 {
+		t.Errorf("%.3f allocations per delivery (%.1f per event for %d streams, %.1f for one); want none",
+			perDelivery, all, many, one)
+	}
+	// Every stream was counted, once a shard's pass ended: measure takes
+	// 52 steps (one to warm up, and AllocsPerRun's own first run).
+	want := before + 52*uint64(many)
+	eventually(t, fmt.Sprintf("%d events out", want), func() bool { return ch.Info().EventsOut[bridge.TransportSSE] == want })
+}
