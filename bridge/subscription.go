@@ -158,16 +158,14 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Gap() (lastEventID string, ok bool) { return s.lastID, s.resumeGap }
 
 // Read appends the events due to dst, in order, and marks them read. It
-// returns the subscription's error once the channel has ended it. Events are
-// shared and must not be modified.
+// returns the subscription's error once the channel has ended it, and
+// nothing once it is closed. Events are shared and must not be modified.
 func (s *Subscription) Read(dst []*Event) ([]*Event, error) {
 	c := s.c
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	select {
-	case <-s.done:
+	if s.idx < 0 { // ended, or closed
 		return dst, s.err
-	default:
 	}
 	r := &c.ring
 	next := s.next.Load()

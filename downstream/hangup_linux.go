@@ -61,7 +61,9 @@ func (h *hangups) watch(ss *session, conn net.Conn) bool {
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cerr = unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		ss.fd = int(fd)
 	}); err != nil || cerr != nil {
+		ss.fd = -1
 		if len(h.watched) == 0 {
 			h.wakeLocked()
 		}
@@ -145,4 +147,27 @@ func (h *hangups) run(epfd, evfd int) {
 		}
 		h.mu.Unlock()
 	}
+}
+
+// discardInput reads and drops what fd has received, without blocking.
+func discardInput(fd int) {
+	var b [512]byte
+	for range 64 {
+		n, err := unix.Read(fd, b[:])
+		if n <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// roomy reports whether the socket fd has at most a quarter of its send
+// buffer still to send: a stream whose socket filled up goes back to its
+// shard only then.
+func roomy(fd int) bool {
+	queued, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return true
+	}
+	size, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	return err != nil || queued*4 <= size
 }

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ws2sse/ws2sse/bridge"
@@ -43,9 +42,7 @@ type shard struct {
 	wake chan struct{} // capacity 1: events published, a stream added or ended
 	load atomic.Int32  // streams in added and clients
 
-	// Guarded by Server.fanMu.
-	running    bool
-	stopNotify func()
+	running bool // guarded by Server.fanMu
 
 	mu    sync.Mutex
 	added []*session // streams to take, guarded by mu
@@ -55,30 +52,21 @@ type shard struct {
 	events  []*bridge.Event // read buffer
 	// batch is the SSE bytes of the events the last stream read. Streams
 	// in step read the same events, which are encoded once per pass.
-	batch      []byte
-	batchFirst *bridge.Event
-	batchLen   int // events read
-	batchN     int // events in batch
-	scratch    []byte
-	delivered  int // events counted in this pass
-	bytesOut   int
-
-	// The write in progress: writeFn is built once, so that a write
-	// allocates nothing.
-	wbuf    []byte
-	wn      int
-	werr    error
-	writeFn func(fd uintptr) bool
+	// A list read is known by its first and last event and its length:
+	// two reads that agree on those hold the same events.
+	batch       []byte
+	first, last *bridge.Event
+	batchLen    int // events read
+	batchN      int // events in batch
+	scratch     []byte
+	delivered   int // events counted in this pass
+	bytesOut    int
 }
 
 // addDirect has the channel's shards write ss, a taken-over stream with a
-// raw connection, from now on.
+// raw connection, from now on. (A shard writes to the socket directly: the
+// connection's write deadline does not apply.)
 func (s *Server) addDirect(ss *session) {
-	// Writes from a shard never block; a deadline left by the takeover or
-	// by the stream's own goroutine would only fail them later.
-	ss.deadline = time.Time{}
-	_ = ss.setWriteDeadline(time.Time{})
-
 	s.fanMu.Lock()
 	f := s.fanouts[ss.ch]
 	if f == nil {
@@ -94,13 +82,19 @@ func (s *Server) addDirect(ss *session) {
 	sh.mu.Lock()
 	sh.added = append(sh.added, ss)
 	sh.mu.Unlock()
-	if !sh.running {
+	start := !sh.running
+	if start {
 		sh.running = true
 		f.running++
-		sh.stopNotify = f.ch.Notify(sh.wake)
-		s.streams.Go(sh.run)
 	}
 	s.fanMu.Unlock()
+	if start {
+		// Outside fanMu, which would otherwise wait for the channel's lock
+		// while it fans out. A shard that stops meanwhile removes its own
+		// registration of the same wake channel, and leaves this one.
+		stop := f.ch.Notify(sh.wake)
+		s.streams.Go(func() { sh.run(stop) })
+	}
 	sh.nudge()
 }
 
@@ -121,12 +115,7 @@ func (f *fanout) pick() *shard {
 }
 
 func newShard(s *Server, f *fanout) *shard {
-	sh := &shard{s: s, f: f, wake: make(chan struct{}, 1)}
-	sh.writeFn = func(fd uintptr) bool {
-		sh.wn, sh.werr = syscall.Write(int(fd), sh.wbuf)
-		return true // never wait for room: a full socket goes to its own goroutine
-	}
-	return sh
+	return &shard{s: s, f: f, wake: make(chan struct{}, 1)}
 }
 
 // nudge has the shard make a pass over its streams.
@@ -137,25 +126,12 @@ func (sh *shard) nudge() {
 	}
 }
 
-// write writes b to ss's socket without blocking and returns how much it
-// took; a full socket takes less than b, possibly nothing.
-func (sh *shard) write(ss *session, b []byte) (int, error) {
-	sh.wbuf = b
-	err := ss.raw.Write(sh.writeFn)
-	n, werr := sh.wn, sh.werr
-	sh.wbuf, sh.werr = nil, nil
-	if err == nil && werr != syscall.EAGAIN && werr != syscall.EINTR {
-		err = werr
-	}
-	n = max(n, 0)
-	ss.bytes += uint64(n)
-	return n, err
-}
-
 // run makes a pass over the shard's streams whenever the channel publishes,
 // a stream comes or ends, a heartbeat is due or the server shuts down, and
-// returns once the shard has no stream left.
-func (sh *shard) run() {
+// returns once the shard has no stream left. stopNotify ends its
+// registration with the channel.
+func (sh *shard) run(stopNotify func()) {
+	defer stopNotify()
 	s := sh.s
 	heartbeat := time.NewTimer(s.opts.Heartbeat)
 	defer heartbeat.Stop()
@@ -189,7 +165,6 @@ func (sh *shard) run() {
 // longest ago was written.
 func (sh *shard) pass(now time.Time, shutdown bool) (oldest time.Time) {
 	oldest = now
-	sh.batchFirst, sh.batchLen = nil, 0
 	for i := 0; i < len(sh.clients); {
 		ss := sh.clients[i]
 		if sh.serve(ss, now, shutdown) {
@@ -205,8 +180,8 @@ func (sh *shard) pass(now time.Time, shutdown bool) (oldest time.Time) {
 		sh.clients = sh.clients[:last]
 		sh.load.Add(-1)
 	}
-	sh.batchFirst = nil // not to keep the event alive
-	if sh.delivered > 0 {
+	sh.first, sh.last, sh.batchLen = nil, nil, 0 // not to keep the events alive
+	if sh.delivered > 0 || sh.bytesOut > 0 {
 		sh.f.ch.Delivered(bridge.TransportSSE, sh.delivered, sh.bytesOut)
 		sh.delivered, sh.bytesOut = 0, 0
 	}
@@ -218,11 +193,9 @@ func (sh *shard) pass(now time.Time, shutdown bool) (oldest time.Time) {
 // its own.
 func (sh *shard) serve(ss *session, now time.Time, shutdown bool) bool {
 	s := sh.s
-	select {
-	case <-ss.left:
+	if ss.gone.Load() {
 		ss.end(endClientLeft)
 		return false
-	default:
 	}
 	if shutdown {
 		s.writeShortRetry(ss)
@@ -244,17 +217,19 @@ func (sh *shard) serve(ss *session, now time.Time, shutdown bool) bool {
 		out = heartbeatComment
 	}
 	ss.lastWrite = now
-	w, err := sh.write(ss, out)
+	w, err := ss.writeNow(out)
 	if err != nil {
 		ss.end(s.writeFailed(ss))
 		return false
+	}
+	if n > 0 {
+		sh.bytesOut += w
 	}
 	if w < len(out) {
 		// The socket is full: the rest goes out from a goroutine that
 		// may wait for it.
 		ss.pending = append(ss.pending[:0], out[w:]...)
 		ss.pendingEvents = n
-		sh.bytesOut += w
 		ss.home.Store(nil)
 		s.spills.Add(1)
 		s.streams.Go(func() { s.drain(ss) })
@@ -262,9 +237,6 @@ func (sh *shard) serve(ss *session, now time.Time, shutdown bool) bool {
 	}
 	ss.events += uint64(n)
 	sh.delivered += n
-	if n > 0 {
-		sh.bytesOut += w
-	}
 	return true
 }
 
@@ -279,9 +251,10 @@ func (sh *shard) encode(ss *session, events []*bridge.Event) ([]byte, int) {
 		sh.scratch, n = ss.appendEvents(sh.scratch[:0], events)
 		return sh.scratch, n
 	}
-	if events[0] != sh.batchFirst || len(events) != sh.batchLen {
+	first, last := events[0], events[len(events)-1]
+	if first != sh.first || last != sh.last || len(events) != sh.batchLen {
 		sh.batch, sh.batchN = ss.appendEvents(sh.batch[:0], events)
-		sh.batchFirst, sh.batchLen = events[0], len(events)
+		sh.first, sh.last, sh.batchLen = first, last, len(events)
 	}
 	return sh.batch, sh.batchN
 }
@@ -298,8 +271,6 @@ func (sh *shard) exit() bool {
 		return false
 	}
 	sh.running = false
-	sh.stopNotify()
-	sh.stopNotify = nil
 	sh.f.running--
 	if sh.f.running == 0 {
 		delete(s.fanouts, sh.f.ch)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/ws2sse/ws2sse/bridge"
 	"github.com/ws2sse/ws2sse/internal/sse"
+	"github.com/ws2sse/ws2sse/internal/wstest"
+	"github.com/ws2sse/ws2sse/upstream"
 )
 
 // rawStream opens an SSE stream over a plain TCP connection and returns it
@@ -75,22 +77,11 @@ func shardLoad(s *Server, ch *bridge.Channel) int {
 	return n
 }
 
-// eventually polls cond until it holds, failing the test after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still not so after %v: %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A client that stops reading for a while, with less than its queue
 // published meanwhile, fills its socket: the rest of what it is due is
 // written from a goroutine of its own. Once it reads again it gets every
-// event once and in order, and its shard takes it back.
+// event once and in order, and its shard takes it back once its socket
+// has room.
 func TestSSEFullSocketCatchesUp(t *testing.T) {
 	f := newFeed(t)
 	ch := newChannel(t, f, bridge.Options{Queue: 1024})
@@ -98,7 +89,7 @@ func TestSSEFullSocketCatchesUp(t *testing.T) {
 
 	conn, br := rawStream(t, ts, "/stream", 16<<10)
 	p := sse.NewParser(br)
-	eventually(t, "the stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+	wstest.Eventually(t, "the stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == 1 })
 
 	// 64 KiB events, more than the kernel's largest send buffer (4 MiB by
 	// default) and the client's 16 KiB can hold together.
@@ -106,14 +97,18 @@ func TestSSEFullSocketCatchesUp(t *testing.T) {
 	for i := range paused {
 		f.send(t, websocket.MessageText, bigPayload(i))
 	}
-	eventually(t, "the stream has a goroutine of its own", func() bool { return ts.s.spills.Load() > 0 })
+	wstest.Eventually(t, "the stream has a goroutine of its own", func() bool { return ts.s.spills.Load() > 0 })
 
 	_ = conn.SetReadDeadline(time.Now().Add(streamTimeout))
 	var last string
-	for i := range paused + 1 {
-		if i == paused {
-			// Once it has caught up, its shard writes it again.
-			eventually(t, "the stream is back in its shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+	for i := range paused + 2 {
+		switch i {
+		case paused:
+			// The backlog is read: the next event finds a socket with room,
+			// and the stream goes back to its shard after writing it.
+			f.send(t, websocket.MessageText, bigPayload(i))
+		case paused + 1:
+			wstest.Eventually(t, "the stream is back in its shard", func() bool { return shardLoad(ts.s, ch) == 1 })
 			f.send(t, websocket.MessageText, bigPayload(i))
 		}
 		ev, err := p.Next()
@@ -128,10 +123,64 @@ func TestSSEFullSocketCatchesUp(t *testing.T) {
 		}
 		last = ev.ID
 	}
-	info := ch.Info()
-	if info.SlowClients != 0 || info.Clients() != 1 || info.EventsOut[bridge.TransportSSE] != paused+1 {
-		t.Errorf("channel: %d slow, %d clients, %d events out; want 0, 1, %d",
-			info.SlowClients, info.Clients(), info.EventsOut[bridge.TransportSSE], paused+1)
+	// A shard counts what it wrote once its pass is over.
+	wstest.Eventually(t, fmt.Sprintf("%d events out", paused+2), func() bool {
+		return ch.Info().EventsOut[bridge.TransportSSE] == paused+2
+	})
+	if info := ch.Info(); info.SlowClients != 0 || info.Clients() != 1 {
+		t.Errorf("channel: %d slow, %d clients; want 0, 1", info.SlowClients, info.Clients())
+	}
+}
+
+// A shard encodes once the events that streams in step read, and gives
+// every stream exactly what it read: here two streams whose reads start
+// with the same event and have the same length, but not the same events,
+// since upstream notices reach only the streams that were there for them.
+func TestShardEncodesWhatEachStreamRead(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{StatusEvents: true})
+	ids := publishN(t, f, ch, "e", 2)
+	subscribe := func() *session {
+		sub, err := ch.Subscribe(bridge.SubscribeOptions{LastEventID: ids[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sub.Close)
+		return &session{sub: sub}
+	}
+	a := subscribe()
+	f.drop(t) // an upstream down and up notice, for a only
+	f.conn(t)
+	wstest.Eventually(t, "the upstream back up", func() bool { return ch.Info().State.State == upstream.StateUp })
+	publishN(t, f, ch, "x", 1)
+	b := subscribe()
+
+	sh := newShard(nil, nil)
+	read := func(ss *session) []*bridge.Event {
+		events, err := ss.sub.Read(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return events
+	}
+	wire := func(events []*bridge.Event) string {
+		var w []byte
+		for _, e := range events {
+			w = append(w, e.SSE...)
+		}
+		return string(w)
+	}
+	evA := read(a)
+	if out, _ := sh.encode(a, evA); string(out) != wire(evA) {
+		t.Fatalf("a was given\n%s\nfor\n%s", out, wire(evA))
+	}
+	publishN(t, f, ch, "late", len(evA)-2)
+	evB := read(b)
+	if evB[0] != evA[0] || len(evB) != len(evA) {
+		t.Fatalf("b read %d events from %s; the test wants %d from %s", len(evB), evB[0].ID, len(evA), evA[0].ID)
+	}
+	if out, _ := sh.encode(b, evB); string(out) != wire(evB) {
+		t.Errorf("b was given\n%s\nfor\n%s", out, wire(evB))
 	}
 }
 
@@ -190,7 +239,7 @@ func TestSSEShardsDeliverWithoutAllocating(t *testing.T) {
 			conn, br := rawStream(t, ts, "/stream", 0)
 			counters = append(counters, countEvents(conn, br))
 		}
-		eventually(t, "every stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == len(counters) })
+		wstest.Eventually(t, "every stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == len(counters) })
 	}
 	step := func() {
 		f.send(t, websocket.MessageText, payload)
@@ -235,5 +284,33 @@ func TestSSEShardsDeliverWithoutAllocating(t *testing.T) {
 	// Every stream was counted, once a shard's pass ended: measure takes
 	// 52 steps (one to warm up, and AllocsPerRun's own first run).
 	want := before + 52*uint64(many)
-	eventually(t, fmt.Sprintf("%d events out", want), func() bool { return ch.Info().EventsOut[bridge.TransportSSE] == want })
+	wstest.Eventually(t, fmt.Sprintf("%d events out", want), func() bool { return ch.Info().EventsOut[bridge.TransportSSE] == want })
+}
+
+// A client that sent something after its request still gets the last words
+// of its stream at shutdown, and then a clean end: what it sent is read
+// before the connection is closed, which would otherwise reset it.
+func TestSSEShutdownAfterClientSentBytes(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{})
+	ts := newServer(t, Options{Heartbeat: time.Minute, ShutdownRetry: time.Second}, Static(ch))
+	conn, br := rawStream(t, ts, "/stream", 0)
+	for range 2 { // the first retry: field, and the blank line after it
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wstest.Eventually(t, "the stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+	if _, err := conn.Write([]byte("unexpected bytes from the client\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	ts.s.Shutdown()
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("after %q: %v; want a clean end", rest, err)
+	}
+	if !bytes.HasPrefix(rest, []byte("retry: ")) {
+		t.Errorf("the stream ended with %q, want a retry: field", rest)
+	}
 }

@@ -73,14 +73,19 @@ type session struct {
 	// HTTP/1 once taken over, and then w and rc are nil. Stored before the
 	// handler returns; the channel reads it to expire a stuck write.
 	conn atomic.Pointer[net.Conn]
-	// raw writes without blocking; set when shards may write the stream.
-	raw syscall.RawConn
+	// fd is the taken-over socket's descriptor while the hangup watcher
+	// watches it, else -1. A shard writes to it directly; only the
+	// stream's owner closes the connection, so it stays valid meanwhile.
+	fd int
+	// direct: the stream is a plain TCP socket that shards may write.
+	direct bool
 	// home is the shard writing the stream; nil while a goroutine of its
 	// own does.
 	home atomic.Pointer[shard]
 
 	left        <-chan struct{} // closed when the client hangs up
 	leftCh      chan struct{}   // the same, for hungUp to close
+	gone        atomic.Bool     // the same, cheaper to check for a shard
 	hangupToken uint64          // the hangup watcher's
 	reader      sync.WaitGroup  // a reader goroutine, where there is no watcher
 	// ended is the subscription's Done channel: once it is closed, write
@@ -153,14 +158,30 @@ func (ss *session) setWriteDeadline(t time.Time) error {
 // ended: from its shard without blocking (a full socket does without), or
 // from its own goroutine under a fresh deadline.
 func (ss *session) lastWords(b []byte) {
-	if sh := ss.home.Load(); sh != nil {
-		_ = ss.setWriteDeadline(time.Time{}) // an expiry meant for a write of its own goroutine
-		_, _ = sh.write(ss, b)
+	if ss.home.Load() != nil {
+		_, _ = ss.writeNow(b)
 		return
 	}
 	ss.ended = nil
 	ss.deadline = time.Time{}
 	_ = ss.write(b)
+}
+
+// writeNow writes b to the socket without blocking and returns how much it
+// took: a full socket takes less than b, possibly nothing. For shards.
+func (ss *session) writeNow(b []byte) (int, error) {
+	for {
+		n, err := syscall.Write(ss.fd, b)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			err = nil
+		}
+		n = max(n, 0)
+		ss.bytes += uint64(n)
+		return n, err
+	}
 }
 
 // takeOver takes the HTTP/1 connection over and sends the response head and
@@ -178,7 +199,7 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 	// nothing on a stream, so a read that returns means it hung up.
 	_ = conn.SetReadDeadline(time.Time{})
 	left := make(chan struct{})
-	ss.left, ss.leftCh = left, left
+	ss.left, ss.leftCh, ss.fd = left, left, -1
 	if !ss.srv.hangups.watch(ss, conn) {
 		ss.reader.Go(func() {
 			defer close(left)
@@ -189,8 +210,8 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 				}
 			}
 		})
-	} else if tc, ok := conn.(*net.TCPConn); ok && directWrites {
-		ss.raw, _ = tc.SyscallConn()
+	} else if _, ok := conn.(*net.TCPConn); ok && directWrites {
+		ss.direct = true
 	}
 	h := ss.w.Header()
 	h.Set("Connection", "close")
@@ -207,16 +228,22 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 
 // hungUp is called by the hangup watcher when the client has hung up.
 func (ss *session) hungUp() {
+	ss.gone.Store(true)
 	close(ss.leftCh)
 	if sh := ss.home.Load(); sh != nil {
 		sh.nudge()
 	}
 }
 
-// stop closes a taken-over connection and waits for its reader.
+// stop closes a taken-over connection and waits for its reader. Without a
+// reader, what the client sent is read first: closing a socket with unread
+// input resets the connection, and loses what it has yet to send.
 func (ss *session) stop() {
 	if c := ss.conn.Load(); c != nil {
 		ss.srv.hangups.unwatch(ss)
+		if ss.fd >= 0 {
+			discardInput(ss.fd)
+		}
 		(*c).Close()
 		ss.reader.Wait()
 	}
@@ -272,7 +299,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 	switch took, err := ss.takeOver(r, s.opts.Retry); {
 	case err != nil:
 		ss.end(s.writeFailed(ss))
-	case took && ss.raw != nil:
+	case took && ss.direct:
 		s.addDirect(ss)
 	case took:
 		s.streams.Go(func() {
@@ -301,6 +328,12 @@ func (s *Server) streamSSE(ss *session, handBack bool) (reason string, caughtUp 
 	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
 	defer heartbeat.Stop()
 	for {
+		// Nothing due, and the socket has room again: the shard takes over
+		// from here, and is nudged to read what comes in between. A socket
+		// still well filled stays here, or it would go back and forth.
+		if handBack && len(sub.Wake()) == 0 && roomy(ss.fd) {
+			return "", true
+		}
 		var out []byte
 		select {
 		case <-ss.left:
@@ -346,11 +379,6 @@ func (s *Server) streamSSE(ss *session, handBack bool) (reason string, caughtUp 
 		bufPool.Put(bp)
 		if err != nil {
 			return s.writeFailed(ss), false
-		}
-		// Nothing published since the Read: the shard takes over from
-		// here, and is nudged to read what comes in between.
-		if handBack && len(sub.Wake()) == 0 {
-			return "", true
 		}
 	}
 }
