@@ -171,7 +171,7 @@ func (ss *session) lastWords(b []byte) {
 // took: a full socket takes less than b, possibly nothing. For shards.
 func (ss *session) writeNow(b []byte) (int, error) {
 	for {
-		n, err := syscall.Write(ss.fd, b)
+		n, err := writeNonblock(ss.fd, b)
 		switch err {
 		case syscall.EINTR:
 			continue
