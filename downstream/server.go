@@ -64,7 +64,7 @@ type Server struct {
 
 	limits *limiter
 
-	streams sync.WaitGroup // SSE streams that outlive their handler, and their shards
+	streams sync.WaitGroup // streams that outlive their handler, and SSE shards
 	hangups hangups        // notices taken-over clients that hang up
 
 	fanMu   sync.Mutex
@@ -116,9 +116,9 @@ func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
 }
 
-// Wait waits for every SSE stream that went on after its handler returned
-// (HTTP/1 streams do). Call it after Shutdown, once the http.Server has
-// stopped calling handlers.
+// Wait waits for every stream that went on after its handler returned
+// (HTTP/1 SSE streams and WebSocket streams do). Call it after Shutdown,
+// once the http.Server has stopped calling handlers.
 func (s *Server) Wait() {
 	s.streams.Wait()
 }
@@ -191,12 +191,12 @@ func (s *Server) Route(rt Route) http.Handler {
 			s.overload(w, r, !websocket)
 			return
 		}
+		release := func() { s.limits.release(ip) }
 		if websocket {
-			defer s.limits.release(ip)
-			s.serveWS(w, r, rt.Open)
+			s.serveWS(w, r, rt.Open, release)
 			return
 		}
-		s.serveSSE(w, r, rt.Open, func() { s.limits.release(ip) })
+		s.serveSSE(w, r, rt.Open, release)
 	})
 }
 

@@ -35,39 +35,65 @@ type wsSession struct {
 	bytes  uint64
 }
 
-func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolver) {
+// serveWS serves one WebSocket client; release frees its slot when the
+// stream ends, after serveWS returned.
+//
+// Once the connection is upgraded the handler returns, and net/http frees
+// what it held for the connection; the stream goes on in a goroutine of the
+// Server's, beside a reader that handles the client's control frames. A
+// ping has a goroutine of its own only while it waits for its pong.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
 	start := time.Now()
 	// The subscription is made before the upgrade, so that a refusal is an
 	// HTTP status. A slow client may be stuck in a write: cancelling its
 	// context makes the write fail now, and drops the connection (the
 	// reader's context is the same). A channel that closes does not cancel
-	// it: the stream ends with a close handshake, 1001.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// it: the stream ends with a close handshake, 1001. The context is not
+	// the request's, which ends with the handler.
+	ctx, cancel := context.WithCancel(context.Background())
 	ch, sub, err := s.subscribe(r, resolve, bridge.TransportWebSocket, func(err error) {
 		if errors.Is(err, bridge.ErrSlowClient) {
 			cancel()
 		}
 	})
 	if err != nil {
+		cancel()
+		release()
 		s.refuse(w, r, err, false)
 		return
 	}
-	defer sub.Close()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: []string{SubprotocolV1},
 		// The origin was checked against CORSOrigins by the handler.
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
+		cancel()
+		sub.Close()
+		release()
 		return // Accept has answered the request
 	}
-	defer c.CloseNow()
 	c.SetReadLimit(4 << 10) // clients send nothing but control frames
-
 	ws := &wsSession{c: c, sub: sub, v1: c.Subprotocol() == SubprotocolV1}
+	remote := r.RemoteAddr
+	s.streams.Go(func() {
+		defer release()
+		defer sub.Close()
+		defer c.CloseNow()
+		defer cancel()
+		reason := s.runWS(ctx, cancel, ws)
+		s.log.Info().
+			Str("channel", ch.Name()).Str("transport", "websocket").Str("remote", remote).
+			Dur("duration", time.Since(start)).Uint64("events", ws.events).Uint64("bytes", ws.bytes).
+			Str("reason", reason).Msg("client session ended")
+	})
+}
+
+// runWS runs a WebSocket stream and its reader until the stream ends, ends
+// it as its reason asks, and returns the reason.
+func (s *Server) runWS(ctx context.Context, cancel context.CancelFunc, ws *wsSession) string {
+	c := ws.c
 	readErr := make(chan error, 1)
-	pingErr := make(chan error, 1)
 	// Closed when the client sent a message. The stream then ends after its
 	// current write rather than cancelling it, which would drop the
 	// connection before the client is told why (1008).
@@ -83,19 +109,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolve
 		}
 		return nil
 	})
-	g.Go(func() error {
-		pingErr <- s.pingLoop(ctx, c)
-		cancel()
-		return nil
-	})
-	reason := s.streamWS(ctx, ws, sub, clientMessage)
-	select {
-	case err := <-pingErr:
-		if errors.Is(err, errNoPong) {
-			reason = endNoPong // the client is not reading: no close handshake
-		}
-	default:
-	}
+	reason := s.streamWS(ctx, &g, ws, clientMessage)
 	select {
 	case err := <-readErr:
 		if errors.Is(err, errClientMessage) {
@@ -115,11 +129,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolve
 	}
 	cancel()
 	_ = g.Wait()
-
-	s.log.Info().
-		Str("channel", ch.Name()).Str("transport", "websocket").Str("remote", r.RemoteAddr).
-		Dur("duration", time.Since(start)).Uint64("events", ws.events).Uint64("bytes", ws.bytes).
-		Str("reason", reason).Msg("client session ended")
+	return reason
 }
 
 // readLoop reads until the connection ends; control frames are handled
@@ -132,36 +142,30 @@ func readLoop(ctx context.Context, c *websocket.Conn) error {
 	return nil
 }
 
-// pingLoop pings the client every heartbeat. It returns errNoPong when the
-// client did not answer within the write timeout, and nil when ctx is done
-// or the connection broke (the reader says why).
-func (s *Server) pingLoop(ctx context.Context, c *websocket.Conn) error {
-	t := time.NewTimer(jitter(s.opts.Heartbeat))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+// ping pings the client in a goroutine of g, and reports on done: nil for
+// a pong, errNoPong when none came within the write timeout, another error
+// when the connection broke or ctx ended.
+func (s *Server) ping(ctx context.Context, g *errgroup.Group, c *websocket.Conn, done chan<- error) {
+	g.Go(func() error {
 		pctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+		defer cancel()
 		err := c.Ping(pctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, context.DeadlineExceeded):
-			return errNoPong
-		case err != nil:
-			return nil
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = errNoPong
 		}
-		t.Reset(s.opts.Heartbeat)
-	}
+		done <- err
+		return nil
+	})
 }
 
-// streamWS writes events until the stream ends and returns why.
-func (s *Server) streamWS(ctx context.Context, ws *wsSession, sub *bridge.Subscription, clientMessage <-chan struct{}) string {
+// streamWS writes events until the stream ends and returns why. It pings
+// the client every heartbeat, one ping at a time, in a goroutine of g.
+func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession, clientMessage <-chan struct{}) string {
+	sub := ws.sub
 	lastID, gap := sub.Gap()
+	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
+	defer heartbeat.Stop()
+	var pong chan error // the ping in flight's; nil when none is
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,6 +179,20 @@ func (s *Server) streamWS(ctx context.Context, ws *wsSession, sub *bridge.Subscr
 			return endShutdown
 		case <-sub.Done():
 			return endReason(sub.Err())
+		case <-heartbeat.C:
+			pong = make(chan error, 1)
+			s.ping(ctx, g, ws.c, pong)
+			continue
+		case err := <-pong:
+			pong = nil
+			switch {
+			case errors.Is(err, errNoPong):
+				return endNoPong // the client is not reading: no close handshake
+			case err != nil:
+				continue // the connection broke or ended: the reader says so
+			}
+			heartbeat.Reset(s.opts.Heartbeat)
+			continue
 		case <-sub.Wake():
 		}
 
