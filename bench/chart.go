@@ -27,7 +27,7 @@ type series struct {
 // chartSeries collects, for each server, the curve scenarios' CPU per
 // delivery and p99 latency by number of clients.
 func chartSeries(res *results) (cpu, p99 []series) {
-	style := map[string][2]string{"ws2sse": {"#1f6feb", "circle"}, "baseline": {"#d1242f", "square"}, "direct": {"#1a7f37", "diamond"}}
+	style := map[string][2]string{"ws2sse": {"#1f6feb", "circle"}, "baseline": {"#d1242f", "square"}}
 	for _, kind := range res.servers() {
 		c := series{name: kind, color: style[kind][0], marker: style[kind][1]}
 		l := c
@@ -163,10 +163,6 @@ func panel(b *strings.Builder, x0, y0, pw, ph int, title string, ss []series, lo
 }
 
 func marker(b *strings.Builder, s series, x, y float64) {
-	if s.marker == "diamond" {
-		fmt.Fprintf(b, `<path d="M%.1f %.1fl5 5l-5 5l-5 -5z" fill="%s"/>`+"\n", x, y-5, s.color)
-		return
-	}
 	if s.marker == "square" {
 		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="8" height="8" fill="%s"/>`+"\n", x-4, y-4, s.color)
 		return

@@ -140,8 +140,8 @@ func run(o options, floorConns, floorWrites int) error {
 	}
 	servers := strings.Split(o.servers, ",")
 	for _, k := range servers {
-		if k != "ws2sse" && k != "baseline" && k != "direct" {
-			return fmt.Errorf("unknown server %q: want ws2sse, baseline or direct", k)
+		if k != "ws2sse" && k != "baseline" {
+			return fmt.Errorf("unknown server %q: want ws2sse or baseline", k)
 		}
 	}
 	if o.taskset {
@@ -182,7 +182,7 @@ func run(o options, floorConns, floorWrites int) error {
 		}
 	}
 	s.logf("building ws2sse and the baseline into %s", dir)
-	for kind, pkg := range map[string]string{"ws2sse": "./cmd/ws2sse", "baseline": "./bench/baseline", "direct": "./bench/direct"} {
+	for kind, pkg := range map[string]string{"ws2sse": "./cmd/ws2sse", "baseline": "./bench/baseline"} {
 		bin := filepath.Join(dir, kind)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir = root

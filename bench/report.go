@@ -502,10 +502,9 @@ go run ./bench -scenarios fanout-10k,storm-10k      # some scenarios
 go run ./bench -taskset                             # the server on CPU 0, the load on CPU 1
 go run ./bench -scenarios fanout-5k -merge bench/results.json   # run one again, replacing its runs in the results
 go run ./bench -render bench/results.json           # only rewrite the report from saved results
-go run ./bench -servers ws2sse,baseline,direct      # also measure the prototype in bench/direct
 `+"```"+`
 
-Flags: `+"`-scenarios`"+` (names, comma-separated, or `+"`all`"+`: %s), `+"`-servers ws2sse,baseline`"+` (or `+"`direct`"+`),
+Flags: `+"`-scenarios`"+` (names, comma-separated, or `+"`all`"+`: %s), `+"`-servers ws2sse,baseline`"+`,
 `+"`-attempts`"+` (default 3), `+"`-merge`"+`, `+"`-render`"+`,
 `+"`-out`"+` (the report), `+"`-chart`"+` (default `+"`bench/chart.svg`"+`), `+"`-results`"+` (default `+"`bench/results.json`"+`),
 `+"`-floor-conns`"+` and `+"`-floor-writes`"+`. It needs `+"`go`"+` on the PATH (and `+"`redis-server`"+` for `+"`cluster-3x`"+`), the open-file limit high enough for 19,000
@@ -526,11 +525,6 @@ sockets per process, and (with `+"`-taskset`"+`) the taskset command.
   one goroutine per client, a buffered channel of 1,024 events per client (dropped when full), one `+"`Write`"+` and one
   `+"`Flush`"+` per event, a 10 s write deadline, `+"`id:`"+` counters and a 1,000-event ring for `+"`Last-Event-ID`"+`.
   It exports the same Go runtime metrics through client_golang.
-- **direct** (only with `+"`-servers …,direct`"+`), `+"`bench/direct`"+`: a prototype that shows what another design
-  costs — each request is hijacked and answered with a raw response head, no goroutine or net/http buffer is kept per
-  client, and one writer goroutine per CPU writes each event (encoded once) to its share of the clients with one
-  non-blocking write(2) each, keeping a bounded backlog for a client whose socket is full. It is a measuring device, not
-  a server to deploy.
 - **Load workers**: this program run again with `+"`-worker`"+`, each holding at most %s connections and reading all
   of them from one epoll loop (golang.org/x/sys/unix, non-blocking sockets, one thread), so that the load leaves the
   server its CPU. Clients speak raw HTTP/1.1: they parse the response head, chunked transfer coding and the SSE

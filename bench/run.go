@@ -170,9 +170,6 @@ func (s *suite) startServer(kind string, sc scenario, f *feed) (*server, error) 
 	case "baseline":
 		argv = []string{s.bins[kind], "-listen", "127.0.0.1:0", "-feed", strings.Replace(f.URL(0), "/feed/0", "/feed/%d", 1),
 			"-feeds", fmt.Sprint(sc.Channels), "-queue", "1024", "-replay", "1000", "-write-timeout", "10s"}
-	case "direct":
-		argv = []string{s.bins[kind], "-listen", "127.0.0.1:0", "-feed", strings.Replace(f.URL(0), "/feed/0", "/feed/%d", 1),
-			"-feeds", fmt.Sprint(sc.Channels), "-queue", "1024", "-replay", "1000"}
 	}
 	return s.launch(kind, logf, argv)
 }
