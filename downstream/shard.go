@@ -20,8 +20,8 @@ import (
 // A socket that does not take the whole write is full: its client reads
 // slower than the feed. The rest is kept, and the stream is handed to a
 // goroutine of its own that writes it with a deadline (streamSSE) and,
-// once it has caught up, hands it back. The channel still ends it if it
-// falls a full queue behind.
+// once it has caught up and its socket has room, hands it back. The
+// channel still ends it if it falls a full queue behind.
 
 // shardFill is how many streams a shard takes before the next one of the
 // channel is used: a small channel keeps one goroutine, a large one spreads
