@@ -173,16 +173,19 @@ func roomy(fd int) bool {
 	return err != nil || queued*4 <= size
 }
 
-// writeNonblock is write(2) on a non-blocking socket, which never sleeps.
-// It is made as a raw system call, which keeps the thread's P: a write the
-// scheduler lets run long (the machine is busy) would otherwise have its P
-// handed to another thread, and then the writer parked on its return, a
-// few thousand context switches a second on a busy fan-out.
+// writeNonblock writes b to a non-blocking socket, which never sleeps, with
+// send(2) and MSG_NOSIGNAL: a client that hung up fails it with EPIPE
+// rather than raising SIGPIPE in the process. It is made as a raw system
+// call, which keeps the thread's P: a write the scheduler lets run long
+// (the machine is busy) would otherwise have its P handed to another
+// thread, and then the writer parked on its return, a few thousand
+// context switches a second on a busy fan-out.
 func writeNonblock(fd int, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_NOSIGNAL, 0, 0)
 	if errno != 0 {
 		return int(n), errno
 	}
