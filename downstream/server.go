@@ -2,6 +2,7 @@
 package downstream
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -72,7 +73,11 @@ type Server struct {
 	spills  atomic.Uint64               // streams a shard handed to a goroutine for a full socket
 
 	shutdownOnce sync.Once
-	shutdown     chan struct{} // closed by Shutdown
+	shutdown     chan struct{}      // closed by Shutdown
+	shutdownCtx  context.Context    // cancelled by Shutdown, for context.AfterFunc
+	endShutdown  context.CancelFunc // cancels shutdownCtx
+	closeCtx     context.Context    // cancelled by Close; WebSocket streams' contexts derive from it
+	cutOff       context.CancelFunc
 }
 
 // New returns a Server.
@@ -99,6 +104,8 @@ func New(opts Options) *Server {
 		limits:   newLimiter(opts.MaxClients, opts.MaxClientsPerIP, opts.TrustedProxies),
 		fanouts:  make(map[*bridge.Channel]*fanout),
 	}
+	s.shutdownCtx, s.endShutdown = context.WithCancel(context.Background())
+	s.closeCtx, s.cutOff = context.WithCancel(context.Background())
 	s.hangups.wg = &s.streams
 	for _, o := range opts.CORSOrigins {
 		if o == "*" {
@@ -113,7 +120,18 @@ func New(opts Options) *Server {
 // to another instance or to this one once it is back. Handlers return
 // promptly after it; Wait waits for the streams that outlive theirs.
 func (s *Server) Shutdown() {
-	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	s.shutdownOnce.Do(func() {
+		close(s.shutdown)
+		s.endShutdown()
+	})
+}
+
+// Close ends every stream at once, as Shutdown does but without waiting
+// for the WebSocket close handshakes: their connections are dropped. Call
+// it when the grace for Shutdown has run out; Wait then returns soon.
+func (s *Server) Close() {
+	s.Shutdown()
+	s.cutOff()
 }
 
 // Wait waits for every stream that went on after its handler returned

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,12 +28,30 @@ var errClientMessage = errors.New("client sent a message on a read-only stream")
 var errNoPong = errors.New("client did not answer a ping")
 
 // wsSession is one WebSocket client.
+//
+// Its stream waits on two channels only: the subscription's wake, and ctl
+// for everything rarer (the client left or sent a message, the channel
+// ended the subscription, shutdown, a ping due or answered), whose
+// sources nudge it. A select over all of them would lock every one at each
+// event, the server's shutdown channel among them, shared by every stream.
 type wsSession struct {
-	c      *websocket.Conn
-	sub    *bridge.Subscription
-	v1     bool
+	c   *websocket.Conn
+	sub *bridge.Subscription
+	v1  bool
+
+	ctl      chan struct{} // capacity 1: something other than events happened
+	pingDue  atomic.Bool   // set by the heartbeat timer
+	timedOut atomic.Bool   // set when a write took longer than WriteTimeout
+
 	events uint64
 	bytes  uint64
+}
+
+func (ws *wsSession) nudge() {
+	select {
+	case ws.ctl <- struct{}{}:
+	default:
+	}
 }
 
 // serveWS serves one WebSocket client; release frees its slot when the
@@ -44,17 +63,20 @@ type wsSession struct {
 // ping has a goroutine of its own only while it waits for its pong.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
 	start := time.Now()
+	ws := &wsSession{ctl: make(chan struct{}, 1)}
 	// The subscription is made before the upgrade, so that a refusal is an
 	// HTTP status. A slow client may be stuck in a write: cancelling its
-	// context makes the write fail now, and drops the connection (the
-	// reader's context is the same). A channel that closes does not cancel
-	// it: the stream ends with a close handshake, 1001. The context is not
-	// the request's, which ends with the handler.
-	ctx, cancel := context.WithCancel(context.Background())
+	// context drops the connection (coder/websocket closes it when the
+	// reader's context ends), and the write fails now. A channel that
+	// closes does not cancel it: the stream ends with a close handshake,
+	// 1001. The context is not the request's, which ends with the handler,
+	// but the Server's, which Close ends.
+	ctx, cancel := context.WithCancel(s.closeCtx)
 	ch, sub, err := s.subscribe(r, resolve, bridge.TransportWebSocket, func(err error) {
 		if errors.Is(err, bridge.ErrSlowClient) {
 			cancel()
 		}
+		ws.nudge()
 	})
 	if err != nil {
 		cancel()
@@ -74,7 +96,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolve
 		return // Accept has answered the request
 	}
 	c.SetReadLimit(4 << 10) // clients send nothing but control frames
-	ws := &wsSession{c: c, sub: sub, v1: c.Subprotocol() == SubprotocolV1}
+	ws.c, ws.sub, ws.v1 = c, sub, c.Subprotocol() == SubprotocolV1
 	remote := r.RemoteAddr
 	s.streams.Go(func() {
 		defer release()
@@ -104,12 +126,17 @@ func (s *Server) runWS(ctx context.Context, cancel context.CancelFunc, ws *wsSes
 		readErr <- err
 		if errors.Is(err, errClientMessage) {
 			close(clientMessage)
+			ws.nudge()
 		} else {
 			cancel()
 		}
 		return nil
 	})
+	stopCtx := context.AfterFunc(ctx, ws.nudge)
+	stopShutdown := context.AfterFunc(s.shutdownCtx, ws.nudge)
 	reason := s.streamWS(ctx, &g, ws, clientMessage)
+	stopCtx()
+	stopShutdown()
 	select {
 	case err := <-readErr:
 		if errors.Is(err, errClientMessage) {
@@ -142,86 +169,103 @@ func readLoop(ctx context.Context, c *websocket.Conn) error {
 	return nil
 }
 
-// ping pings the client in a goroutine of g, and reports on done: nil for
-// a pong, errNoPong when none came within the write timeout, another error
-// when the connection broke or ctx ended.
-func (s *Server) ping(ctx context.Context, g *errgroup.Group, c *websocket.Conn, done chan<- error) {
+// ping pings the client in a goroutine of g, and reports on done, then
+// nudges ws: nil for a pong, errNoPong when none came within the write
+// timeout, another error when the connection broke or ctx ended.
+func (s *Server) ping(ctx context.Context, g *errgroup.Group, ws *wsSession, done chan<- error) {
 	g.Go(func() error {
 		pctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
 		defer cancel()
-		err := c.Ping(pctx)
+		err := ws.c.Ping(pctx)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = errNoPong
 		}
 		done <- err
+		ws.nudge()
 		return nil
 	})
 }
 
 // streamWS writes events until the stream ends and returns why. It pings
 // the client every heartbeat, one ping at a time, in a goroutine of g.
+//
+// Writes have no context: a context with a deadline costs a timer and two
+// registrations per write. One timer of the stream's bounds each batch
+// instead, and closes the connection when it runs out.
 func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession, clientMessage <-chan struct{}) string {
 	sub := ws.sub
 	lastID, gap := sub.Gap()
-	heartbeat := time.NewTimer(jitter(s.opts.Heartbeat))
+	heartbeat := time.AfterFunc(jitter(s.opts.Heartbeat), func() {
+		ws.pingDue.Store(true)
+		ws.nudge()
+	})
 	defer heartbeat.Stop()
+	writeTimer := time.AfterFunc(time.Hour, func() {
+		ws.timedOut.Store(true)
+		ws.c.CloseNow()
+	})
+	writeTimer.Stop()
+	defer writeTimer.Stop()
 	var pong chan error // the ping in flight's; nil when none is
 	for {
 		select {
-		case <-ctx.Done():
-			if err := sub.Err(); err != nil {
-				return endReason(err)
-			}
-			return endClientLeft
-		case <-clientMessage:
-			return endClientMessage
-		case <-s.shutdown:
-			return endShutdown
-		case <-sub.Done():
-			return endReason(sub.Err())
-		case <-heartbeat.C:
-			pong = make(chan error, 1)
-			s.ping(ctx, g, ws.c, pong)
-			continue
-		case err := <-pong:
-			pong = nil
-			switch {
-			case errors.Is(err, errNoPong):
-				return endNoPong // the client is not reading: no close handshake
-			case err != nil:
-				continue // the connection broke or ended: the reader says so
-			}
-			heartbeat.Reset(s.opts.Heartbeat)
-			continue
 		case <-sub.Wake():
+		case <-ws.ctl:
+			if reason := s.wsControl(ctx, ws, clientMessage); reason != "" {
+				return reason
+			}
+			if pong != nil {
+				select {
+				case err := <-pong:
+					pong = nil
+					switch {
+					case errors.Is(err, errNoPong):
+						return endNoPong // the client is not reading: no close handshake
+					case err == nil:
+						heartbeat.Reset(s.opts.Heartbeat)
+					}
+					// Otherwise the connection broke or ended: the reader
+					// says so.
+				default:
+				}
+			}
+			if pong == nil && ws.pingDue.Swap(false) {
+				pong = make(chan error, 1)
+				s.ping(ctx, g, ws, pong)
+			}
+			continue // events due still have their wake
 		}
 
 		ep := eventsPool.Get().(*[]*bridge.Event)
 		events, err := sub.Read((*ep)[:0])
-		if err == nil {
-			wctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+		if err == nil && len(events) > 0 {
+			writeTimer.Reset(s.opts.WriteTimeout)
+			n, bytes := ws.events, ws.bytes
 			for _, e := range events {
 				if gap && e.ID != "" && ws.v1 {
-					err = ws.write(wctx, websocket.MessageText, gapJSON(lastID, e.ID))
+					err = ws.write(websocket.MessageText, gapJSON(lastID, e.ID))
 				}
 				gap = gap && e.ID == ""
 				if err == nil {
-					err = ws.writeEvent(wctx, e)
+					err = ws.writeEvent(e)
 				}
 				if err != nil {
 					break
 				}
 			}
-			cancel()
+			writeTimer.Stop()
+			sub.Delivered(int(ws.events-n), int(ws.bytes-bytes))
 		}
 		clear(events)
 		*ep = events[:0]
 		eventsPool.Put(ep)
 		if err != nil {
-			if sub.Err() != nil {
+			switch {
+			case sub.Err() != nil:
 				return endReason(sub.Err())
-			}
-			if ctx.Err() != nil {
+			case ws.timedOut.Load():
+				return endWriteError
+			case ctx.Err() != nil:
 				return endClientLeft
 			}
 			return endWriteError
@@ -229,28 +273,50 @@ func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession,
 	}
 }
 
+// wsControl returns why the stream must end, if it must, once ctl was
+// nudged.
+func (s *Server) wsControl(ctx context.Context, ws *wsSession, clientMessage <-chan struct{}) string {
+	select {
+	case <-clientMessage:
+		return endClientMessage
+	default:
+	}
+	if err := ws.sub.Err(); err != nil {
+		return endReason(err)
+	}
+	if ctx.Err() != nil {
+		return endClientLeft
+	}
+	select {
+	case <-s.shutdown:
+		return endShutdown
+	default:
+	}
+	return ""
+}
+
 // writeEvent sends e as the client asked: the upstream frame unchanged, or
 // its ws2sse.v1 JSON. Notices only go to ws2sse.v1 clients.
-func (ws *wsSession) writeEvent(ctx context.Context, e *bridge.Event) error {
+func (ws *wsSession) writeEvent(e *bridge.Event) error {
 	switch {
 	case ws.v1:
-		return ws.write(ctx, websocket.MessageText, e.JSON)
+		return ws.write(websocket.MessageText, e.JSON)
 	case e.Notice():
 		return nil
 	case e.Binary:
-		return ws.write(ctx, websocket.MessageBinary, e.Data)
+		return ws.write(websocket.MessageBinary, e.Data)
 	default:
-		return ws.write(ctx, websocket.MessageText, e.Data)
+		return ws.write(websocket.MessageText, e.Data)
 	}
 }
 
-func (ws *wsSession) write(ctx context.Context, typ websocket.MessageType, b []byte) error {
-	if err := ws.c.Write(ctx, typ, b); err != nil {
+// write sends one message; the caller bounds it with the write timer.
+func (ws *wsSession) write(typ websocket.MessageType, b []byte) error {
+	if err := ws.c.Write(context.Background(), typ, b); err != nil {
 		return err
 	}
 	ws.events++
 	ws.bytes += uint64(len(b))
-	ws.sub.Delivered(1, len(b))
 	return nil
 }
 

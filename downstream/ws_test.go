@@ -437,3 +437,61 @@ func TestWSUnansweredPings(t *testing.T) {
 	alive.CloseNow()
 	<-readErr
 }
+
+// A WebSocket client that stops reading is dropped once a write has taken
+// longer than the write timeout, long before it falls a queue behind.
+func TestWSWriteTimeout(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{Queue: 512, Replay: 16})
+	logs := &wstest.Buffer{}
+	ts := serve(t, New(Options{Heartbeat: time.Minute, WriteTimeout: 200 * time.Millisecond, Logger: wstest.Logger(t, logs)}), Static(ch))
+	deaf := ts.ws(t, "", nil) // never reads
+	defer deaf.CloseNow()
+	wstest.Eventually(t, "the client to subscribe", func() bool { return clients(ch) == 1 })
+	// 64 KiB events fill its socket within a few dozen; the pace keeps the
+	// queue far from full meanwhile.
+	for i := 0; clients(ch) > 0; i++ {
+		if i == 400 {
+			t.Fatalf("published %d events of 64 KiB and the client is still served", i)
+		}
+		f.send(t, websocket.MessageText, bigPayload(i))
+		time.Sleep(5 * time.Millisecond)
+	}
+	wstest.Eventually(t, "the session log line", func() bool { return strings.Contains(logs.String(), `"reason":"write failed"`) })
+	if n := ch.Info().SlowClients; n != 0 {
+		t.Errorf("%d clients dropped as slow; want the write timeout to drop it", n)
+	}
+}
+
+// Shutdown ends a WebSocket stream with a close handshake; a client that
+// never answers it keeps its stream until Close drops the connection.
+func TestWSCloseDropsUnansweredHandshakes(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{})
+	logs := &wstest.Buffer{}
+	ts := serve(t, New(Options{Heartbeat: time.Minute, Logger: wstest.Logger(t, logs)}), Static(ch))
+	deaf := ts.ws(t, "", nil) // never reads, so never answers the close
+	defer deaf.CloseNow()
+	wstest.Eventually(t, "the client to subscribe", func() bool { return clients(ch) == 1 })
+
+	ts.s.Shutdown()
+	waited := make(chan struct{})
+	go func() {
+		ts.s.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		t.Fatal("Wait returned while the close handshake was still open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	ts.s.Close()
+	select {
+	case <-waited:
+	case <-time.After(waitTimeout):
+		t.Fatal("Wait did not return after Close")
+	}
+	if !strings.Contains(logs.String(), `"reason":"shutdown"`) {
+		t.Errorf("no session line with reason shutdown in:\n%s", logs)
+	}
+}

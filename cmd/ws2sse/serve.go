@@ -82,9 +82,10 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		scheme = "https"
 	}
 	// Shutdown does not wait for hijacked connections: handlers counts every
-	// request being served, WebSocket ones included, so that each can say
-	// goodbye (1001). When the grace runs out, abort cancels every request's
-	// context, which ends the ones left.
+	// request being served, and ds.Wait the streams that outlive their
+	// handler (WebSocket ones among them), so that each can say goodbye
+	// (1001). When the grace runs out, abort cancels every request's
+	// context and ds.Close drops the streams, which ends the ones left.
 	var handlers sync.WaitGroup
 	baseCtx, abort := context.WithCancel(context.Background())
 	defer abort()
@@ -139,6 +140,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 	case <-shutdownCtx.Done():
 		log.Warn().Dur("grace", grace).Msg("shutdown grace nearly over; closing remaining connections")
 		abort()
+		ds.Close()
 		srv.Close()
 		select {
 		case <-done:
