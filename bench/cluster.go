@@ -360,6 +360,7 @@ func sumMetrics(ms []metrics) metrics {
 		out.Clients += m.Clients
 		out.Slow += m.Slow
 		out.EventsOut += m.EventsOut
+		out.Writes += m.Writes
 		for q, v := range m.GCPause {
 			out.GCPause[q] = max(out.GCPause[q], v)
 		}

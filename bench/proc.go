@@ -101,6 +101,7 @@ type metrics struct {
 	Clients    float64            `json:"clients"` // ws2sse_clients or fanout_clients, summed
 	Slow       float64            `json:"slow"`    // slow-client disconnects
 	EventsOut  float64            `json:"eventsOut"`
+	Writes     float64            `json:"writes,omitempty"` // ws2sse_writes_total; the baseline has none
 }
 
 // scrape reads the Prometheus text of url.
@@ -157,6 +158,8 @@ func parseMetrics(r io.Reader) (metrics, error) {
 			m.Slow += v
 		case "ws2sse_events_out_total", "fanout_events_out_total":
 			m.EventsOut += v
+		case "ws2sse_writes_total":
+			m.Writes += v
 		}
 	}
 	return m, sc.Err()

@@ -400,6 +400,13 @@ func renderScenario(b *strings.Builder, sc scenario, res *results, times func(*r
 		}
 		return fmtBytes((r.After.HeapInuse - r.Before.HeapInuse) / float64(r.Streaming))
 	}, func(r *runResult) float64 { return r.After.HeapInuse - r.Before.HeapInuse })
+	row("events per write, over the run (ws2sse_writes_total)", func(r *runResult) string {
+		writes := r.After.Writes - r.Before.Writes
+		if writes <= 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", (r.After.EventsOut-r.Before.EventsOut)/writes)
+	}, nil)
 	row("goroutines", func(r *runResult) string {
 		per := ""
 		if r.Streaming > 0 {

@@ -115,13 +115,17 @@ go_gc_duration_seconds{quantile="1"} 0.0031
 ws2sse_clients{channel="feed-0",transport="sse"} 9999
 ws2sse_clients{channel="feed-0",transport="websocket"} 1
 ws2sse_slow_client_disconnects_total{channel="feed-0"} 2
+ws2sse_events_out_total{channel="feed-0",transport="sse"} 900
+ws2sse_events_out_total{channel="feed-0",transport="websocket"} 100
+ws2sse_writes_total{channel="feed-0",transport="sse"} 300
+ws2sse_writes_total{channel="feed-0",transport="websocket"} 100
 `
 	m, err := parseMetrics(strings.NewReader(prom))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Goroutines != 20013 || m.HeapInuse != 1.2345e8 || m.GCPause["0.5"] != 0.00025 || m.GCPause["1"] != 0.0031 ||
-		m.Clients != 10000 || m.Slow != 2 {
+		m.Clients != 10000 || m.Slow != 2 || m.EventsOut != 1000 || m.Writes != 400 {
 		t.Fatalf("parseMetrics = %+v", m)
 	}
 }

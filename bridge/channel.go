@@ -413,6 +413,7 @@ func (c *Channel) Info() Info {
 	}
 	for i := range inf.EventsOut {
 		inf.EventsOut[i] = c.n.eventsOut[i].Load()
+		inf.Writes[i] = c.n.writes[i].Load()
 		inf.BytesOut[i] = c.n.bytesOut[i].Load()
 	}
 	if !c.lastTime.IsZero() {

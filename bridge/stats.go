@@ -36,6 +36,7 @@ type Stats struct {
 	// Per transport, indexed by Transport.
 	Clients   [numTransports]int
 	EventsOut [numTransports]uint64 // events written to clients
+	Writes    [numTransports]uint64 // writes that carried them: a client behind gets its backlog in one
 	BytesOut  [numTransports]uint64 // bytes written to clients
 }
 
@@ -50,6 +51,7 @@ func (s *Stats) Add(o Stats) {
 	for i := range s.Clients {
 		s.Clients[i] += o.Clients[i]
 		s.EventsOut[i] += o.EventsOut[i]
+		s.Writes[i] += o.Writes[i]
 		s.BytesOut[i] += o.BytesOut[i]
 	}
 }
@@ -58,18 +60,19 @@ func (s *Stats) Add(o Stats) {
 // taken to count.
 type counters struct {
 	eventsIn, slow, subscriptions, reconnects, replayHits, gaps atomic.Uint64
-	eventsOut, bytesOut                                         [numTransports]atomic.Uint64
+	eventsOut, bytesOut, writes                                 [numTransports]atomic.Uint64
 }
 
-// Delivered counts events and bytes written to the subscriber's client.
-// Call it once per write, not per event.
+// Delivered counts one write of events and bytes to the subscriber's
+// client. Call it once per write, not per event.
 func (s *Subscription) Delivered(events, bytes int) {
-	s.c.Delivered(s.transport, events, bytes)
+	s.c.Delivered(s.transport, 1, events, bytes)
 }
 
-// Delivered counts events and bytes written to clients of a transport: a
-// writer serving many subscriptions counts them all at once.
-func (c *Channel) Delivered(t Transport, events, bytes int) {
+// Delivered counts writes of events and bytes to clients of a transport:
+// a writer serving many subscriptions counts them all at once.
+func (c *Channel) Delivered(t Transport, writes, events, bytes int) {
+	c.n.writes[t].Add(uint64(writes))
 	c.n.eventsOut[t].Add(uint64(events))
 	c.n.bytesOut[t].Add(uint64(bytes))
 }

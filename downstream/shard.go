@@ -59,6 +59,7 @@ type shard struct {
 	batchLen    int // events read
 	batchN      int // events in batch
 	scratch     []byte
+	writes      int // writes of events in this pass
 	delivered   int // events counted in this pass
 	bytesOut    int
 }
@@ -182,8 +183,8 @@ func (sh *shard) pass(now time.Time, shutdown bool) (oldest time.Time) {
 	}
 	sh.first, sh.last, sh.batchLen = nil, nil, 0 // not to keep the events alive
 	if sh.delivered > 0 || sh.bytesOut > 0 {
-		sh.f.ch.Delivered(bridge.TransportSSE, sh.delivered, sh.bytesOut)
-		sh.delivered, sh.bytesOut = 0, 0
+		sh.f.ch.Delivered(bridge.TransportSSE, sh.writes, sh.delivered, sh.bytesOut)
+		sh.writes, sh.delivered, sh.bytesOut = 0, 0, 0
 	}
 	return oldest
 }
@@ -237,6 +238,9 @@ func (sh *shard) serve(ss *session, now time.Time, shutdown bool) bool {
 	}
 	ss.events += uint64(n)
 	sh.delivered += n
+	if n > 0 {
+		sh.writes++
+	}
 	return true
 }
 

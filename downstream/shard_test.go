@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -312,5 +313,30 @@ func TestSSEShutdownAfterClientSentBytes(t *testing.T) {
 	}
 	if !bytes.HasPrefix(rest, []byte("retry: ")) {
 		t.Errorf("the stream ended with %q, want a retry: field", rest)
+	}
+}
+
+// A client that resumes with a backlog gets it in one write, as does any
+// client that fell behind; then one write per event as they come.
+func TestSSEBacklogInOneWrite(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{})
+	ts := newServer(t, Options{Heartbeat: time.Minute}, Static(ch))
+	ids := publishN(t, f, ch, "e", 50)
+	c := ts.stream(t, "/stream", http.Header{"Last-Event-ID": {ids[0]}})
+	var want []string
+	for i := 1; i < 50; i++ {
+		want = append(want, fmt.Sprintf("e%d", i))
+	}
+	c.expectData(t, want...)
+	wstest.Eventually(t, "the backlog counted", func() bool { return ch.Info().EventsOut[bridge.TransportSSE] == 49 })
+	if w := ch.Info().Writes[bridge.TransportSSE]; w != 1 {
+		t.Errorf("the backlog of 49 events took %d writes, want 1", w)
+	}
+	f.text(t, "live")
+	c.expectData(t, "live")
+	wstest.Eventually(t, "the live event counted", func() bool { return ch.Info().EventsOut[bridge.TransportSSE] == 50 })
+	if w := ch.Info().Writes[bridge.TransportSSE]; w != 2 {
+		t.Errorf("%d writes after one more event, want 2", w)
 	}
 }

@@ -36,6 +36,7 @@ var errNoPong = errors.New("client did not answer a ping")
 // event, the server's shutdown channel among them, shared by every stream.
 type wsSession struct {
 	c   *websocket.Conn
+	ch  *bridge.Channel
 	sub *bridge.Subscription
 	v1  bool
 
@@ -96,7 +97,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolve
 		return // Accept has answered the request
 	}
 	c.SetReadLimit(4 << 10) // clients send nothing but control frames
-	ws.c, ws.sub, ws.v1 = c, sub, c.Subprotocol() == SubprotocolV1
+	ws.c, ws.ch, ws.sub, ws.v1 = c, ch, sub, c.Subprotocol() == SubprotocolV1
 	remote := r.RemoteAddr
 	s.streams.Go(func() {
 		defer release()
@@ -254,7 +255,8 @@ func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession,
 				}
 			}
 			writeTimer.Stop()
-			sub.Delivered(int(ws.events-n), int(ws.bytes-bytes))
+			m := int(ws.events - n) // each message is a write of its own
+			ws.ch.Delivered(bridge.TransportWebSocket, m, m, int(ws.bytes-bytes))
 		}
 		clear(events)
 		*ep = events[:0]

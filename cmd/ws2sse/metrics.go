@@ -25,6 +25,9 @@ var (
 		"Events written to clients.", []string{"channel", "transport"}, nil)
 	descBytesOut = prometheus.NewDesc("ws2sse_bytes_out_total",
 		"Bytes written to clients.", []string{"channel", "transport"}, nil)
+	descWrites = prometheus.NewDesc("ws2sse_writes_total",
+		"Writes of events to clients; events out per write is how many a write carries (a client behind gets its backlog in one).",
+		[]string{"channel", "transport"}, nil)
 	descSlow = prometheus.NewDesc("ws2sse_slow_client_disconnects_total",
 		"Clients disconnected for falling a full queue behind.", []string{"channel"}, nil)
 	descUp = prometheus.NewDesc("ws2sse_upstream_up",
@@ -47,7 +50,7 @@ type hubCollector struct {
 }
 
 func (hc hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descEventsIn, descEventsOut, descBytesOut,
+	for _, d := range []*prometheus.Desc{descClients, descEventsIn, descEventsOut, descBytesOut, descWrites,
 		descSlow, descUp, descReconnects, descReplayHits, descGaps, descOpen} {
 		ch <- d
 	}
@@ -100,6 +103,7 @@ func (hc hubCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descClients, st.Clients[tr], label, tr.String())
 			counter(descEventsOut, st.EventsOut[tr], label, tr.String())
 			counter(descBytesOut, st.BytesOut[tr], label, tr.String())
+			counter(descWrites, st.Writes[tr], label, tr.String())
 		}
 		counter(descEventsIn, st.EventsIn, label)
 		counter(descSlow, st.SlowClients, label)

@@ -338,6 +338,9 @@ shutdown_grace = "3s"
 	if got := m.get(t, "ws2sse_bytes_out_total", "channel", "feed", "transport", "sse"); got != float64(sseBytes) {
 		t.Errorf("ws2sse_bytes_out_total{feed,sse} is %v, want %d (the 3 events as sent)", got, sseBytes)
 	}
+	if got := m.get(t, "ws2sse_writes_total", "channel", "feed", "transport", "sse"); got != 3 {
+		t.Errorf("ws2sse_writes_total{feed,sse} is %v, want 3 (each event was read before the next was sent)", got)
+	}
 	s.close()
 	waitMetric(t, client, in, 0, "ws2sse_clients", "channel", "feed", "transport", "sse")
 
@@ -360,6 +363,9 @@ shutdown_grace = "3s"
 	}
 	if got := m.get(t, "ws2sse_bytes_out_total", "channel", "feed", "transport", "websocket"); got != float64(wsBytes) {
 		t.Errorf("ws2sse_bytes_out_total{feed,websocket} is %v, want %d", got, wsBytes)
+	}
+	if got := m.get(t, "ws2sse_writes_total", "channel", "feed", "transport", "websocket"); got != 2 {
+		t.Errorf("ws2sse_writes_total{feed,websocket} is %v, want 2 (a message each)", got)
 	}
 	// What the SSE client was sent is still counted, and nothing more.
 	if got := m.get(t, "ws2sse_events_out_total", "channel", "feed", "transport", "sse"); got != 3 {
@@ -568,7 +574,7 @@ func TestMetricsTemplated(t *testing.T) {
 			}
 		}
 		if n := len(mf.GetMetric()); name != "ws2sse_clients" && name != "ws2sse_events_out_total" &&
-			name != "ws2sse_bytes_out_total" && n != 1 {
+			name != "ws2sse_bytes_out_total" && name != "ws2sse_writes_total" && n != 1 {
 			t.Errorf("%s has %d series, want 1 for the template", name, n)
 		}
 	}
