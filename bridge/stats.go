@@ -36,7 +36,7 @@ type Stats struct {
 	// Per transport, indexed by Transport.
 	Clients   [numTransports]int
 	EventsOut [numTransports]uint64 // events written to clients
-	Writes    [numTransports]uint64 // writes that carried them: a client behind gets its backlog in one
+	Writes    [numTransports]uint64 // writes that carried them: an SSE client behind gets its backlog in one
 	BytesOut  [numTransports]uint64 // bytes written to clients
 }
 

@@ -126,17 +126,17 @@ func (s *Server) Shutdown() {
 	})
 }
 
-// Close ends every stream at once, as Shutdown does but without waiting
-// for the WebSocket close handshakes: their connections are dropped. Call
-// it when the grace for Shutdown has run out; Wait then returns soon.
+// Close ends every stream at once, as Shutdown does but without waiting for
+// anything: WebSocket connections are dropped without finishing the close
+// handshake, and a write stuck on a client that stopped reading fails now.
+// Call it when the grace for Shutdown has run out; Wait then returns soon.
 func (s *Server) Close() {
 	s.Shutdown()
 	s.cutOff()
 }
 
-// Wait waits for every stream that went on after its handler returned
-// (HTTP/1 SSE streams and WebSocket streams do). Call it after Shutdown,
-// once the http.Server has stopped calling handlers.
+// Wait waits for every stream, and for the handlers that serve one. Call
+// it after Shutdown, once the http.Server has stopped taking requests.
 func (s *Server) Wait() {
 	s.streams.Wait()
 }

@@ -288,6 +288,7 @@ func (sh *shard) exit() bool {
 // stream's own, under the write deadline, then goes on like any stream
 // with a goroutine until it has caught up, and hands it back to a shard.
 func (s *Server) drain(ss *session) {
+	defer ss.cutOnClose()()
 	ss.deadline = time.Time{}
 	if err := ss.write(ss.pending); err != nil {
 		ss.end(s.writeFailed(ss))

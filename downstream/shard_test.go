@@ -340,3 +340,33 @@ func TestSSEBacklogInOneWrite(t *testing.T) {
 		t.Errorf("%d writes after one more event, want 2", w)
 	}
 }
+
+// An SSE stream whose socket filled up, stuck in a write from its own
+// goroutine at shutdown, ends when Close expires the write: Wait returns
+// long before the write timeout.
+func TestSSECloseCutsAStuckWrite(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{Queue: 1024})
+	ts := newServer(t, Options{Heartbeat: time.Minute, WriteTimeout: time.Minute}, Static(ch))
+	rawStream(t, ts, "/stream", 16<<10) // never reads after the head
+	wstest.Eventually(t, "the stream is written by a shard", func() bool { return shardLoad(ts.s, ch) == 1 })
+	for i := range 160 {
+		f.send(t, websocket.MessageText, bigPayload(i))
+	}
+	wstest.Eventually(t, "the stream has a goroutine of its own", func() bool { return ts.s.spills.Load() > 0 })
+	ts.s.Shutdown()
+	ts.s.Close()
+	waited := make(chan struct{})
+	go func() {
+		ts.s.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(waitTimeout):
+		t.Fatal("Wait did not return after Close")
+	}
+	if n := clients(ch); n != 0 {
+		t.Errorf("%d clients after Close, want none", n)
+	}
+}

@@ -2,6 +2,7 @@ package downstream
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -129,6 +130,8 @@ func (ss *session) write(b []byte) error {
 	select {
 	case <-ss.ended:
 		return errEnded
+	case <-ss.srv.closeCtx.Done():
+		return errEnded // Close: no more writes, last words included
 	default:
 	}
 	if c := ss.conn.Load(); c != nil {
@@ -226,6 +229,17 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 	return true, ss.write(sse.AppendRetry(head.Bytes(), retry))
 }
 
+// cutOnClose has Server.Close expire the write deadline of a taken-over
+// stream that its own goroutine writes, so that a write stuck on a client
+// that stopped reading fails then. It returns the function that stops it.
+func (ss *session) cutOnClose() (stop func() bool) {
+	return context.AfterFunc(ss.srv.closeCtx, func() {
+		if c := ss.conn.Load(); c != nil {
+			_ = (*c).SetWriteDeadline(time.Now())
+		}
+	})
+}
+
 // hungUp is called by the hangup watcher when the client has hung up.
 func (ss *session) hungUp() {
 	ss.gone.Store(true)
@@ -270,6 +284,8 @@ func setSSEHeaders(h http.Header) {
 // serveSSE serves one SSE client; release frees its slot when the stream
 // ends, possibly after serveSSE returned.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
+	s.streams.Add(1) // Wait covers the handler until it has handed the stream on
+	defer s.streams.Done()
 	ss := &session{
 		srv: s, w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout,
 		remote: r.RemoteAddr, start: time.Now(), release: release,
@@ -303,6 +319,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, resolve Resolv
 		s.addDirect(ss)
 	case took:
 		s.streams.Go(func() {
+			defer ss.cutOnClose()()
 			reason, _ := s.streamSSE(ss, false)
 			ss.end(reason)
 		})

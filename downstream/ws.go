@@ -23,6 +23,9 @@ const SubprotocolV1 = "ws2sse.v1"
 // WebSocket downstream is read-only.
 var errClientMessage = errors.New("client sent a message on a read-only stream")
 
+// errWriteTimeout fails a batch whose write timer fired.
+var errWriteTimeout = errors.New("write timed out")
+
 // errNoPong ends a connection whose client did not answer a ping within
 // the write timeout.
 var errNoPong = errors.New("client did not answer a ping")
@@ -63,6 +66,8 @@ func (ws *wsSession) nudge() {
 // Server's, beside a reader that handles the client's control frames. A
 // ping has a goroutine of its own only while it waits for its pong.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, resolve Resolver, release func()) {
+	s.streams.Add(1) // Wait covers the handler until it has handed the stream on
+	defer s.streams.Done()
 	start := time.Now()
 	ws := &wsSession{ctl: make(chan struct{}, 1)}
 	// The subscription is made before the upgrade, so that a refusal is an
@@ -254,7 +259,9 @@ func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession,
 					break
 				}
 			}
-			writeTimer.Stop()
+			if !writeTimer.Stop() && err == nil {
+				err = errWriteTimeout // it fired as the batch ended: the connection is closing
+			}
 			m := int(ws.events - n) // each message is a write of its own
 			ws.ch.Delivered(bridge.TransportWebSocket, m, m, int(ws.bytes-bytes))
 		}
@@ -262,21 +269,17 @@ func (s *Server) streamWS(ctx context.Context, g *errgroup.Group, ws *wsSession,
 		*ep = events[:0]
 		eventsPool.Put(ep)
 		if err != nil {
-			switch {
-			case sub.Err() != nil:
-				return endReason(sub.Err())
-			case ws.timedOut.Load():
-				return endWriteError
-			case ctx.Err() != nil:
-				return endClientLeft
+			if reason := s.wsControl(ctx, ws, nil); reason != "" {
+				return reason
 			}
 			return endWriteError
 		}
 	}
 }
 
-// wsControl returns why the stream must end, if it must, once ctl was
-// nudged.
+// wsControl returns why the stream must end, if it must: once ctl was
+// nudged, or a write failed. The causes are looked at before the context,
+// which most of them end too (the connection closes, the reader fails).
 func (s *Server) wsControl(ctx context.Context, ws *wsSession, clientMessage <-chan struct{}) string {
 	select {
 	case <-clientMessage:
@@ -286,13 +289,16 @@ func (s *Server) wsControl(ctx context.Context, ws *wsSession, clientMessage <-c
 	if err := ws.sub.Err(); err != nil {
 		return endReason(err)
 	}
-	if ctx.Err() != nil {
-		return endClientLeft
+	if ws.timedOut.Load() {
+		return endWriteError
 	}
 	select {
 	case <-s.shutdown:
 		return endShutdown
 	default:
+	}
+	if ctx.Err() != nil {
+		return endClientLeft
 	}
 	return ""
 }

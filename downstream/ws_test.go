@@ -495,3 +495,34 @@ func TestWSCloseDropsUnansweredHandshakes(t *testing.T) {
 		t.Errorf("no session line with reason shutdown in:\n%s", logs)
 	}
 }
+
+// A WebSocket stream stuck in a write at shutdown ends when Close drops
+// it, and its session is logged as ended by the shutdown.
+func TestWSCloseCutsAStuckWrite(t *testing.T) {
+	f := newFeed(t)
+	ch := newChannel(t, f, bridge.Options{Queue: 512, Replay: 16})
+	logs := &wstest.Buffer{}
+	ts := serve(t, New(Options{Heartbeat: time.Minute, WriteTimeout: time.Minute, Logger: wstest.Logger(t, logs)}), Static(ch))
+	deaf := ts.ws(t, "", nil) // never reads
+	defer deaf.CloseNow()
+	wstest.Eventually(t, "the client to subscribe", func() bool { return clients(ch) == 1 })
+	// Far more than the socket buffers hold: the stream's write blocks.
+	for i := range 200 {
+		f.send(t, websocket.MessageText, bigPayload(i))
+	}
+	ts.s.Shutdown()
+	ts.s.Close()
+	waited := make(chan struct{})
+	go func() {
+		ts.s.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(waitTimeout):
+		t.Fatal("Wait did not return after Close")
+	}
+	if !strings.Contains(logs.String(), `"reason":"shutdown"`) {
+		t.Errorf("no session line with reason shutdown in:\n%s", logs)
+	}
+}

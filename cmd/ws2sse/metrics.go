@@ -26,7 +26,7 @@ var (
 	descBytesOut = prometheus.NewDesc("ws2sse_bytes_out_total",
 		"Bytes written to clients.", []string{"channel", "transport"}, nil)
 	descWrites = prometheus.NewDesc("ws2sse_writes_total",
-		"Writes of events to clients; events out per write is how many a write carries (a client behind gets its backlog in one).",
+		"Writes of events to clients; events out per write is how many a write carries (an SSE client behind gets its backlog in one; a WebSocket message is a write of its own).",
 		[]string{"channel", "transport"}, nil)
 	descSlow = prometheus.NewDesc("ws2sse_slow_client_disconnects_total",
 		"Clients disconnected for falling a full queue behind.", []string{"channel"}, nil)
