@@ -165,6 +165,28 @@ type testServer struct {
 	s *Server
 }
 
+// waitAsync calls the Server's Wait and returns a channel closed when it
+// returns.
+func (ts *testServer) waitAsync() <-chan struct{} {
+	waited := make(chan struct{})
+	go func() {
+		ts.s.Wait()
+		close(waited)
+	}()
+	return waited
+}
+
+// waitStreams fails the test unless the Server's Wait returns within
+// waitTimeout.
+func (ts *testServer) waitStreams(t *testing.T) {
+	t.Helper()
+	select {
+	case <-ts.waitAsync():
+	case <-time.After(waitTimeout):
+		t.Fatal("Wait did not return after Close")
+	}
+}
+
 // newServer serves a Server made with opts, logging to the test's log.
 func newServer(t *testing.T, opts Options, resolve Resolver) *testServer {
 	t.Helper()

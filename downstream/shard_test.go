@@ -356,16 +356,7 @@ func TestSSECloseCutsAStuckWrite(t *testing.T) {
 	wstest.Eventually(t, "the stream has a goroutine of its own", func() bool { return ts.s.spills.Load() > 0 })
 	ts.s.Shutdown()
 	ts.s.Close()
-	waited := make(chan struct{})
-	go func() {
-		ts.s.Wait()
-		close(waited)
-	}()
-	select {
-	case <-waited:
-	case <-time.After(waitTimeout):
-		t.Fatal("Wait did not return after Close")
-	}
+	ts.waitStreams(t)
 	if n := clients(ch); n != 0 {
 		t.Errorf("%d clients after Close, want none", n)
 	}

@@ -475,11 +475,7 @@ func TestWSCloseDropsUnansweredHandshakes(t *testing.T) {
 	wstest.Eventually(t, "the client to subscribe", func() bool { return clients(ch) == 1 })
 
 	ts.s.Shutdown()
-	waited := make(chan struct{})
-	go func() {
-		ts.s.Wait()
-		close(waited)
-	}()
+	waited := ts.waitAsync()
 	select {
 	case <-waited:
 		t.Fatal("Wait returned while the close handshake was still open")
@@ -512,16 +508,7 @@ func TestWSCloseCutsAStuckWrite(t *testing.T) {
 	}
 	ts.s.Shutdown()
 	ts.s.Close()
-	waited := make(chan struct{})
-	go func() {
-		ts.s.Wait()
-		close(waited)
-	}()
-	select {
-	case <-waited:
-	case <-time.After(waitTimeout):
-		t.Fatal("Wait did not return after Close")
-	}
+	ts.waitStreams(t)
 	if !strings.Contains(logs.String(), `"reason":"shutdown"`) {
 		t.Errorf("no session line with reason shutdown in:\n%s", logs)
 	}
