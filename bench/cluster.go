@@ -8,16 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/ws2sse/ws2sse/internal/redisproc"
 )
 
 // clusterLease is the [cluster] lease of the processes under test.
@@ -54,132 +53,29 @@ type nodeResult struct {
 	RSSPerClient float64 `json:"rssPerClient"`
 }
 
-// redisProc is a redis-server on a loopback port, with no persistence.
-type redisProc struct {
-	cmd  *exec.Cmd
-	pid  int
-	port int
-	log  *os.File
-	done chan struct{}
-}
-
-func (r *redisProc) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func redisPath() (string, error) {
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/bin/redis-server"); err == nil {
-		return "/usr/bin/redis-server", nil
-	}
-	return "", errors.New("redis-server is not installed (apt-get install redis-server)")
-}
-
-// startRedis starts a redis-server on a free loopback port and waits until
-// it answers PING.
-func (s *suite) startRedis(name string) (*redisProc, error) {
-	path, err := redisPath()
-	if err != nil {
-		return nil, err
-	}
+// startRedis starts a redis-server on a free loopback port, on the servers'
+// CPU with -taskset, logging into the suite's folder, and waits until it
+// answers PING. stop stops it.
+func (s *suite) startRedis(name string) (rd *redisproc.Proc, stop func(), err error) {
 	dir := filepath.Join(s.dir, name+"-redis")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	logf, err := os.Create(filepath.Join(s.dir, name+"-redis.log"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var last error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		argv := s.taskset(serverCPU, path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("failed to start redis-server: %w", err)
-		}
-		r := &redisProc{cmd: cmd, pid: cmd.Process.Pid, port: port, log: logf, done: make(chan struct{})}
-		go func() { _ = cmd.Wait(); close(r.done) }()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if last = redisPing(port); last == nil {
-				return r, nil
-			}
-			select {
-			case <-r.done:
-				last = fmt.Errorf("redis-server exited: %s; see %s", cmd.ProcessState, logf.Name())
-			default:
-			}
-			if isDone(r.done) || time.Now().After(deadline) {
-				break
-			}
-		}
-		r.kill()
-	}
-	logf.Close()
-	return nil, fmt.Errorf("redis-server did not start: %w", last)
-}
-
-func isDone(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	rd, err = redisproc.Start(redisproc.Options{Dir: dir, Output: logf,
+		Wrap: func(argv []string) []string { return s.taskset(serverCPU, argv...) }})
 	if err != nil {
-		return 0, err
+		logf.Close()
+		return nil, nil, fmt.Errorf("%w; see %s", err, logf.Name())
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func redisPing(port int) error {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-func (r *redisProc) kill() {
-	_ = r.cmd.Process.Kill()
-	<-r.done
-}
-
-// stop stops redis-server with SIGTERM, or SIGKILL after 5 s.
-func (r *redisProc) stop() {
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(5 * time.Second):
-		r.kill()
-	}
-	r.log.Close()
+	return rd, func() { rd.Stop(); logf.Close() }, nil
 }
 
 func redisVersion() string {
-	path, err := redisPath()
+	path, err := redisproc.Path()
 	if err != nil {
 		return ""
 	}
@@ -232,11 +128,11 @@ func (s *suite) runCluster(sc scenario, res runResult) runResult {
 		return fail(err)
 	}
 	defer f.Close()
-	rd, err := s.startRedis(sc.Name)
+	rd, stopRedis, err := s.startRedis(sc.Name)
 	if err != nil {
 		return fail(err)
 	}
-	defer rd.stop()
+	defer stopRedis()
 	var nodes []*server
 	defer func() {
 		for _, n := range nodes {
@@ -244,7 +140,7 @@ func (s *suite) runCluster(sc scenario, res runResult) runResult {
 		}
 	}()
 	for i := range sc.Nodes {
-		n, err := s.startNode(sc, f, rd.url(), i)
+		n, err := s.startNode(sc, f, rd.URL(), i)
 		if err != nil {
 			return fail(err)
 		}
@@ -296,7 +192,7 @@ func (s *suite) runCluster(sc scenario, res runResult) runResult {
 	for _, n := range nodes {
 		pids = append(pids, n.pid)
 	}
-	pids = append(pids, rd.pid)
+	pids = append(pids, rd.PID())
 	win, err := s.measurePids(pids, ws, s.timing.Window, nil)
 	if err != nil {
 		return fail(err)
@@ -311,7 +207,7 @@ func (s *suite) runCluster(sc scenario, res runResult) runResult {
 	}
 	res.After = sumMetrics(after)
 	cr.RedisCPU = win.each[len(nodes)].Seconds()
-	cr.RedisRSS, _ = procRSS(rd.pid)
+	cr.RedisRSS, _ = procRSS(rd.PID())
 	for ch := range f.chans {
 		made, open := f.connections(ch)
 		cr.UpstreamMade += made
