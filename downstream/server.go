@@ -72,12 +72,11 @@ type Server struct {
 	fanouts map[*bridge.Channel]*fanout // channels with running shards
 	spills  atomic.Uint64               // streams a shard handed to a goroutine for a full socket
 
-	shutdownOnce sync.Once
-	shutdown     chan struct{}      // closed by Shutdown
-	shutdownCtx  context.Context    // cancelled by Shutdown, for context.AfterFunc
-	endShutdown  context.CancelFunc // cancels shutdownCtx
-	closeCtx     context.Context    // cancelled by Close; WebSocket streams' contexts derive from it
-	cutOff       context.CancelFunc
+	shutdown    <-chan struct{}    // closed by Shutdown: shutdownCtx.Done()
+	shutdownCtx context.Context    // cancelled by Shutdown, for context.AfterFunc
+	endShutdown context.CancelFunc // cancels shutdownCtx
+	closeCtx    context.Context    // cancelled by Close; WebSocket streams' contexts derive from it
+	cutOff      context.CancelFunc
 }
 
 // New returns a Server.
@@ -97,14 +96,14 @@ func New(opts Options) *Server {
 		opts.ShutdownRetry = 500 * time.Millisecond
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		origins:  make(map[string]bool),
-		shutdown: make(chan struct{}),
-		limits:   newLimiter(opts.MaxClients, opts.MaxClientsPerIP, opts.TrustedProxies),
-		fanouts:  make(map[*bridge.Channel]*fanout),
+		opts:    opts,
+		log:     opts.Logger,
+		origins: make(map[string]bool),
+		limits:  newLimiter(opts.MaxClients, opts.MaxClientsPerIP, opts.TrustedProxies),
+		fanouts: make(map[*bridge.Channel]*fanout),
 	}
 	s.shutdownCtx, s.endShutdown = context.WithCancel(context.Background())
+	s.shutdown = s.shutdownCtx.Done()
 	s.closeCtx, s.cutOff = context.WithCancel(context.Background())
 	s.hangups.wg = &s.streams
 	for _, o := range opts.CORSOrigins {
@@ -120,10 +119,7 @@ func New(opts Options) *Server {
 // to another instance or to this one once it is back. Handlers return
 // promptly after it; Wait waits for the streams that outlive theirs.
 func (s *Server) Shutdown() {
-	s.shutdownOnce.Do(func() {
-		close(s.shutdown)
-		s.endShutdown()
-	})
+	s.endShutdown()
 }
 
 // Close ends every stream at once, as Shutdown does but without waiting for

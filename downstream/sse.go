@@ -213,8 +213,8 @@ func (ss *session) takeOver(r *http.Request, retry time.Duration) (bool, error) 
 				}
 			}
 		})
-	} else if _, ok := conn.(*net.TCPConn); ok && directWrites {
-		ss.direct = true
+	} else if _, ok := conn.(*net.TCPConn); ok {
+		ss.direct = true // watched, and a plain socket: shards may write it
 	}
 	h := ss.w.Header()
 	h.Set("Connection", "close")

@@ -9,14 +9,11 @@ import (
 )
 
 // hangups has no shared watcher on this platform: each taken-over
-// connection gets a reader goroutine of its own (see session.takeOver).
+// connection gets a reader goroutine of its own (see session.takeOver),
+// and shards, which rely on the watcher, write no stream.
 type hangups struct {
 	wg *sync.WaitGroup
 }
-
-// directWrites reports that streams can be written without blocking by a
-// shard; not on this platform, where every stream has its own goroutine.
-const directWrites = false
 
 func (h *hangups) watch(*session, net.Conn) bool { return false }
 

@@ -1,3 +1,6 @@
+// The raw socket work of taken-over connections on Linux: noticing
+// hang-ups, writing without blocking, and looking at the send queue.
+
 package downstream
 
 import (
@@ -28,10 +31,6 @@ type hangups struct {
 	watched map[uint64]*session
 	token   uint64 // the last token handed out; 0 is the eventfd's
 }
-
-// directWrites reports that streams can be written without blocking by a
-// shard (shard.go): the platform has the hangup watcher it relies on.
-const directWrites = true
 
 // watch starts watching conn for ss. When the client hangs up, ss.hungUp is
 // called; unwatch stops watching. It reports false when conn cannot be
