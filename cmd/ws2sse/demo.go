@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -59,12 +58,15 @@ func startDemoFeed(ctx context.Context, g *errgroup.Group, log zerolog.Logger) (
 	if err != nil {
 		return "", fmt.Errorf("failed to start the demo feed: %w", err)
 	}
-	var conns sync.WaitGroup
+	var conns gate
 	srv := &http.Server{
 		ReadHeaderTimeout: readHeaderTimeout,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			conns.Add(1)
-			defer conns.Done()
+			if !conns.enter() {
+				http.Error(w, "demo feed stopping", http.StatusServiceUnavailable)
+				return
+			}
+			defer conns.leave()
 			c, err := websocket.Accept(w, r, nil)
 			if err != nil {
 				return
@@ -80,7 +82,7 @@ func startDemoFeed(ctx context.Context, g *errgroup.Group, log zerolog.Logger) (
 	}
 	g.Go(func() error {
 		err := srv.Serve(ln)
-		conns.Wait()
+		conns.closeAndWait()
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}

@@ -8,7 +8,6 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -86,14 +85,19 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 	// handler (WebSocket ones among them), so that each can say goodbye
 	// (1001). When the grace runs out, abort cancels every request's
 	// context and ds.Close drops the streams, which ends the ones left.
-	var handlers sync.WaitGroup
+	var handlers gate
 	baseCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	srv := &http.Server{
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
+			if !handlers.enter() {
+				// A request read after a Shutdown that timed out.
+				w.Header().Set("Connection", "close")
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			defer handlers.leave()
 			router.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -131,7 +135,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, log zerolog.Logge
 		defer close(done)
 		// Streams first, each told to reconnect soon, then the upstreams.
 		_ = srv.Shutdown(shutdownCtx)
-		handlers.Wait()
+		handlers.closeAndWait()
 		ds.Wait()
 		hub.Close()
 	}()
