@@ -54,11 +54,11 @@ func templateRoute(hub *bridge.Hub, base bridge.Options, path string, maxChannel
 		}
 		return out
 	}
-	name := func(r *http.Request) string { return group + "/" + strings.Join(values(r), "/") }
+	name := func(r *http.Request) string { return channelName(group, values(r)) }
 	open := func(r *http.Request) (*bridge.Channel, error) {
 		vals := values(r)
 		opts := base
-		opts.Name = group + "/" + strings.Join(vals, "/")
+		opts.Name = channelName(group, vals)
 		opts.Path = r.URL.Path
 		opts.Upstream.URL = substituteURL(base.Upstream.URL, vars, vals)
 		opts.Upstream.Subscribe = make([][]byte, len(base.Upstream.Subscribe))
@@ -81,12 +81,30 @@ func substituteURL(raw string, vars, values []string) string {
 	return out
 }
 
-// substitute replaces each "{name}" in s by escape(value).
-func substitute(s string, vars, values []string, escape func(string) string) string {
-	for i, name := range vars {
-		s = strings.ReplaceAll(s, "{"+name+"}", escape(values[i]))
+// channelName names the channel of a templated path's group for a set of
+// values: "group/value/value". A value may hold "/" when its pattern lets
+// it, so "/" and "%" are escaped in each, and two sets of values never
+// share a name (and with it a channel, its upstream and its shared log).
+func channelName(group string, values []string) string {
+	var b strings.Builder
+	b.WriteString(group)
+	for _, v := range values {
+		b.WriteByte('/')
+		nameEscaper.WriteString(&b, v)
 	}
-	return s
+	return b.String()
+}
+
+var nameEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
+
+// substitute replaces each "{name}" in s by escape(value), in one pass: a
+// value that reads like another variable stays as it is.
+func substitute(s string, vars, values []string, escape func(string) string) string {
+	pairs := make([]string, 0, 2*len(vars))
+	for i, name := range vars {
+		pairs = append(pairs, "{"+name+"}", escape(values[i]))
+	}
+	return strings.NewReplacer(pairs...).Replace(s)
 }
 
 // jsonEscape escapes a value for the inside of a JSON string.

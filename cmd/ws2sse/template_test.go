@@ -352,3 +352,52 @@ subscribe = ['{"op":"join","room":"{id}"}']
 		}
 	}
 }
+
+// TestTemplateValuesKeptApart: when a variable's pattern lets it hold "/",
+// two requests whose values differ still get two channels, each with its
+// own upstream and events; and a value that reads like another variable
+// reaches the feed as itself.
+func TestTemplateValuesKeptApart(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	in := startConfig(t, fmt.Sprintf(`
+[server]
+shutdown_grace = "3s"
+
+[[channel]]
+name = "pair"
+path = "/pair/{a:.+}-{b:.+}"
+url = "ws://%s/ws/{a}?b={b}"
+subscribe = ['{"a":"{a}","b":"{b}"}']
+`, f.host()))
+	client := newHTTPClient(t)
+
+	cases := []struct{ path, feedURL, frame, name string }{
+		{"/pair/x/y-z", "/ws/x%2Fy?b=z", `{"a":"x/y","b":"z"}`, "pair/x%2Fy/z"},
+		{"/pair/x-y/z", "/ws/x?b=y%2Fz", `{"a":"x","b":"y/z"}`, "pair/x/y%2Fz"},
+		{"/pair/%7Bb%7D-q", "/ws/%7Bb%7D?b=q", `{"a":"{b}","b":"q"}`, "pair/{b}/q"},
+	}
+	streams := make([]*sseStream, len(cases))
+	ups := make([]*feedConn, len(cases))
+	for i, c := range cases {
+		streams[i] = openSSE(t, client, in.url(c.path), nil)
+		ups[i] = f.connTo(t, c.feedURL)
+		if got := ups[i].waitFrames(t, 1)[0]; got != c.frame {
+			t.Errorf("%s: subscribe frame %s, want %s", c.path, got, c.frame)
+		}
+	}
+	for i, c := range cases {
+		ups[i].send(t, "for "+c.path)
+	}
+	for i, c := range cases {
+		if ev := streams[i].next(t); ev.Data != "for "+c.path {
+			t.Errorf("%s: got %q, want the events of its own feed", c.path, ev.Data)
+		}
+	}
+	doc, body := getChannels(t, client, in)
+	for _, c := range cases {
+		if ch := doc.channel(c.name); ch == nil || ch.Clients != 1 {
+			t.Errorf("/channels has no channel %q with one client:\n%s", c.name, body)
+		}
+	}
+}
