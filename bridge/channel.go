@@ -111,6 +111,7 @@ type Channel struct {
 	progress chan struct{} // closed and replaced whenever records are published
 	pending  int           // subscriptions waiting for synced
 	holding  bool          // the current run holds the upstream lease
+	burst    uint64        // events of the batch being published before this one
 }
 
 // New returns a channel. A channel that is not lazy connects at once; a lazy
@@ -152,7 +153,12 @@ func New(opts Options) *Channel {
 	// A subscriber may start at the oldest event of the replay window and
 	// then fall a full queue behind: the ring has room for both, so that it
 	// never drops an event a subscriber in good standing has yet to read.
+	// In a cluster, a batch read from the shared log comes on top (see
+	// pushLocked).
 	c.ring.size = opts.Replay + opts.Queue
+	if opts.Store != nil {
+		c.ring.size += readBatch
+	}
 	c.state = upstream.Status{State: upstream.StateDown}
 	c.stateTime = opts.Now()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -267,10 +273,15 @@ func (c *Channel) publish(gen uint64, f upstream.Frame) {
 // pushLocked appends e to the ring and wakes every subscriber, ending the
 // ones that fell more than a queue behind. Then it lets go of the events
 // that are out of the replay window and that no subscriber has yet to read.
+//
+// The events of a batch read from the shared log are pushed together, and
+// no subscriber can read in between: those pushed before e in the batch
+// (c.burst) are not held against it. A subscriber is ended only if it was
+// already a full queue behind when the batch came.
 func (c *Channel) pushLocked(e *Event) {
 	c.ring.push(e)
 	head := c.ring.head
-	limit := uint64(c.opts.Queue)
+	limit := uint64(c.opts.Queue) + c.burst
 	keep := head // the oldest event a subscriber has yet to read
 	for i := 0; i < len(c.subs); {
 		s := c.subs[i]

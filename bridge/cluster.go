@@ -200,12 +200,19 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 		defer cancel()
 		if h != nil {
-			h.stop()
+			// The lease goes before the upstream has closed, so that
+			// another node can take over at once, even when the close
+			// handshake takes its time or a shutdown cut off at the end
+			// of its grace leaves no time for it. Cancelled, the appender
+			// appends nothing more, and the log fences off an append in
+			// flight.
+			h.cancel()
 			if err := r.log.Release(ctx, r.lease); err != nil {
 				c.log.Warn().Err(err).Msg("failed to release the upstream lease; it expires on its own")
 			} else {
 				c.log.Info().Msg("upstream lease released")
 			}
+			h.stop()
 		}
 		if present {
 			_ = r.log.Present(ctx, r.node, 0)
@@ -527,7 +534,9 @@ func (c *Channel) publishRecords(gen uint64, recs []Record) {
 	if gen != c.gen || c.closed {
 		return
 	}
+	start := c.ring.head
 	for _, rec := range recs {
+		c.burst = c.ring.head - start // notices included
 		if rec.State {
 			c.setStatusLocked(parseStatus(rec.Data), rec.Data)
 			continue
@@ -536,6 +545,7 @@ func (c *Channel) publishRecords(gen uint64, recs []Record) {
 			c.pushRecordLocked(rec, k)
 		}
 	}
+	c.burst = 0
 	c.progressedLocked()
 }
 

@@ -395,6 +395,37 @@ func TestClusterStoreUnreachable(t *testing.T) {
 	}
 }
 
+// TestClusterCatchUpKeepsSubscribers: records read from the shared log in
+// one batch do not count against a subscriber's queue. With a queue of 4, a
+// node that catches up on 20 records keeps its subscriber, which gets every
+// one of them.
+func TestClusterCatchUpKeepsSubscribers(t *testing.T) {
+	f := newFeed(t)
+	store := NewMemoryStore("")
+	a, _ := newNode(t, store, "a", f, "/burst", Options{})
+	fc := f.next(t)
+	waitUp(t, a)
+	b, sb := newNode(t, store, "b", f, "/burst", Options{Queue: 4})
+	onA := subscribe(t, a, SubscribeOptions{})
+	sub := subscribe(t, b, SubscribeOptions{})
+	fc.send(t, frames(0, 1)[0])
+	readN(t, onA, 1)
+	readN(t, sub, 1)
+
+	sb.Fail(errors.New("connection refused"))
+	for _, fr := range frames(1, 20) {
+		fc.send(t, fr)
+	}
+	readN(t, onA, 20) // all in the shared log
+	sb.Fail(nil)
+	if got := readN(t, sub, 20); !slices.Equal(datas(got), frames(1, 20)) {
+		t.Errorf("after catching up: %q", datas(got))
+	}
+	if err := sub.Err(); err != nil {
+		t.Errorf("subscription ended: %v", err)
+	}
+}
+
 func TestClusterTrimmedWhileUnreachable(t *testing.T) {
 	f := newFeed(t)
 	store := NewMemoryStore("")
@@ -501,6 +532,23 @@ func TestMemoryStoreLease(t *testing.T) {
 	_ = l.Release(ctx, "a/1")
 	if ok, _, _ := l.Acquire(ctx, "b/1", time.Minute); !ok {
 		t.Error("the released lease was not taken")
+	}
+
+	// A lease taken again with the same value numbers its batches anew:
+	// its first batch is not taken for a retry of the last one before.
+	_ = l.Release(ctx, "b/1")
+	for _, data := range []string{"before", "after"} {
+		if ok, _, _ := l.Acquire(ctx, "b/1", time.Minute); !ok {
+			t.Fatal("the released lease was not taken again")
+		}
+		if ok, err := l.Append(ctx, "b/1", 1, []Record{{Data: []byte(data)}}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		_ = l.Release(ctx, "b/1")
+	}
+	recs, _, _ = l.Last(ctx, 2)
+	if got := datasOf(recs); !slices.Equal(got, []string{"before", "after"}) {
+		t.Errorf("Last = %q, want the first batch of each time the lease was taken", got)
 	}
 }
 

@@ -202,7 +202,7 @@ func (n *memNodeLog) Acquire(_ context.Context, lease string, ttl time.Duration)
 	if now.Before(l.leaseUntil) {
 		return false, l.leaseUntil.Sub(now), nil
 	}
-	l.lease, l.leaseUntil, l.state = lease, now.Add(ttl), nil
+	l.lease, l.leaseUntil, l.state, l.appended = lease, now.Add(ttl), nil, ""
 	return true, 0, nil
 }
 
@@ -229,7 +229,7 @@ func (n *memNodeLog) Release(_ context.Context, lease string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lease == lease {
-		l.lease, l.leaseUntil, l.state = "", time.Time{}, nil
+		l.lease, l.leaseUntil, l.state, l.appended = "", time.Time{}, nil, ""
 	}
 	return nil
 }

@@ -43,7 +43,9 @@ type Log interface {
 	// by the log and strictly increase. batch numbers the appends made
 	// under one lease: an append whose batch is the last one appended
 	// under that lease is not appended again (and reports true), so that a
-	// retry after an uncertain failure adds nothing twice. Each record is
+	// retry after an uncertain failure adds nothing twice. Acquire and
+	// Release forget the last batch: a lease taken again with the same
+	// value numbers its batches from 1 again. Each record is
 	// stored with the id of the record before it (Record.Prev), so that a
 	// reader can tell whether it missed any. A State record also becomes
 	// the log's current state, which lasts as long as the lease.

@@ -260,6 +260,56 @@ func TestCluster(t *testing.T) {
 	}
 }
 
+// TestClusterShutdownCutOffReleasesLease: a holder whose shutdown is cut
+// off at the end of its grace (a WebSocket client that never answers the
+// close, an upstream that never answers it either) still releases its
+// lease, so another process takes the upstream over at its next try (a
+// third of the lease) instead of when the lease runs out.
+func TestClusterShutdownCutOffReleasesLease(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	d := newDeafFeed(t)
+	prefix := fmt.Sprintf("t%d", time.Now().UnixNano())
+	start := func(node string) *process {
+		file := writeConfig(t, fmt.Sprintf(`
+[server]
+shutdown_grace = "2s"
+
+[cluster]
+redis = "%s"
+node = "%s"
+lease = "20s"
+prefix = "%s"
+
+[[channel]]
+name = "feed"
+path = "/feed"
+url = "ws://%s/ws/feed"
+lazy = false
+`, srv.URL(), node, prefix, d.srv.Listener.Addr()))
+		return startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
+	}
+	first := start("node1")
+	wstest.Eventually(t, "node1 to take the lease", func() bool { return logged(first, "took the upstream lease") })
+	second := start("node2")
+	deaf := dialWS(t, "ws://"+first.addr+"/feed")
+	d.send(t, "/ws/feed", "hello")
+	if _, b := readWS(t, deaf); string(b) != "hello" {
+		t.Fatalf("got %q, want hello", b)
+	}
+
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	if !logged(first, "closing remaining connections") {
+		t.Error("the shutdown was not cut off: the test no longer tests what it says")
+	}
+	// node2 tries every third of the lease, about 7 s: within the wait.
+	// Had the lease been left to run out, it would have taken 13 to 20 s.
+	wstest.Eventually(t, "node2 to take the lease", func() bool { return logged(second, "took the upstream lease") })
+}
+
 // TestClusterRedisRestart: Redis dies and comes back empty on the same port.
 // The processes keep their clients, /readyz says why it is 503 meanwhile,
 // and the streams continue afterwards.

@@ -82,6 +82,26 @@ func TestLease(t *testing.T) {
 	if ok, _, _ := a.Acquire(ctx, "a/2", time.Minute); !ok {
 		t.Error("the released lease was not free")
 	}
+
+	// A lease taken again with the same value numbers its batches anew:
+	// its first batch is not taken for a retry of the last one before.
+	for i, data := range []string{"before", "after"} {
+		if i > 0 {
+			if ok, _, _ := a.Acquire(ctx, "a/2", time.Minute); !ok {
+				t.Fatal("the released lease was not taken again")
+			}
+		}
+		if ok, err := a.Append(ctx, "a/2", 1, []bridge.Record{{Name: "message", Data: []byte(data)}}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if err := a.Release(ctx, "a/2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _, err := a.Last(ctx, 2)
+	if err != nil || len(recs) != 2 || string(recs[0].Data) != "before" || string(recs[1].Data) != "after" {
+		t.Errorf("Last = %+v, %v; want the first batch of each time the lease was taken", recs, err)
+	}
 }
 
 func TestAppendReadLast(t *testing.T) {
