@@ -255,17 +255,23 @@ func TestBadListenFlag(t *testing.T) {
 	}
 }
 
-// TestDemoConflict: -demo with a file that already has a channel named demo
-// or at /demo is a bad configuration.
+// TestDemoConflict: -demo with a file that already has a channel named demo,
+// or one whose path is or matches /demo, is a bad configuration.
 func TestDemoConflict(t *testing.T) {
 	t.Parallel()
-	file := writeConfig(t, "[[channel]]\nname = \"demo\"\npath = \"/feed\"\nurl = \"ws://127.0.0.1:1/a\"\n")
-	code, _, stderr := runCmd(t, "-demo", "-config", file, "-listen", "127.0.0.1:0")
-	if code != exitUsage {
-		t.Errorf("exit code %d, want %d\nstderr: %s", code, exitUsage, stderr)
-	}
-	if !strings.Contains(stderr, "demo") {
-		t.Errorf("stderr %q does not explain the conflict", stderr)
+	for _, ch := range []string{
+		`name = "demo"` + "\n" + `path = "/feed"`,
+		`name = "feed"` + "\n" + `path = "/demo"`,
+		`name = "ticker"` + "\n" + `path = "/{symbol:[a-z]{1,4}}"`,
+	} {
+		file := writeConfig(t, "[[channel]]\n"+ch+"\n"+`url = "ws://127.0.0.1:1/a"`+"\n")
+		code, _, stderr := runCmd(t, "-demo", "-config", file, "-listen", "127.0.0.1:0")
+		if code != exitUsage {
+			t.Errorf("%s: exit code %d, want %d\nstderr: %s", ch, code, exitUsage, stderr)
+		}
+		if !strings.Contains(stderr, "demo") {
+			t.Errorf("%s: stderr %q does not explain the conflict", ch, stderr)
+		}
 	}
 }
 

@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -26,11 +28,13 @@ const (
 )
 
 // checkDemoChannel reports a configuration that leaves no room for the demo
-// channel: a usage error, found when the configuration is loaded.
+// channel: a usage error, found when the configuration is loaded. A
+// templated path that matches /demo would take its requests.
 func checkDemoChannel(cfg *config.Config) error {
+	demoReq := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: demoPath}}
 	for _, ch := range cfg.Channels {
-		if ch.Name == "demo" || ch.Path == demoPath {
-			return fmt.Errorf("ws2sse: -demo: %s already has a channel named demo or at %s", cfg.File, demoPath)
+		if ch.Name == "demo" || mux.NewRouter().Path(ch.Path).Match(demoReq, &mux.RouteMatch{}) {
+			return fmt.Errorf("ws2sse: -demo: %s already has a channel named demo or one whose path matches %s (%q)", cfg.File, demoPath, ch.Path)
 		}
 	}
 	return nil
