@@ -33,10 +33,33 @@ const (
 
 func main() {
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdownSignals()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// shutdownSignals returns a context cancelled by the first SIGINT or
+// SIGTERM, which starts the graceful shutdown. A second one ends the
+// process at once, as it would have without a handler: the way out of a
+// grace that is taking too long.
+func shutdownSignals() (context.Context, context.CancelFunc) {
+	sigs := make(chan os.Signal, 2) // none is lost while the first is handled
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		cancel()
+		sig := <-sigs
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Signal(sig)
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel()
+	}
 }
 
 // flags are the command line.

@@ -203,3 +203,41 @@ shutdown_grace = "3s"
 		t.Errorf("exit code %d, want 0", code)
 	}
 }
+
+// TestSecondSignal: a second SIGTERM during the shutdown ends the process
+// at once, killed by that signal, instead of waiting for the clients that
+// hold the grace up (here a WebSocket client that never answers the close).
+func TestSecondSignal(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	file := writeConfig(t, `
+[server]
+shutdown_grace = "60s"
+`+feedChannel(f))
+	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
+	up := f.conn(t, 1)
+	c := dialWS(t, "ws://"+p.addr+"/feed") // never read again: it never answers the close
+	up.send(t, "hello")
+	if _, b := readWS(t, c); string(b) != "hello" {
+		t.Fatalf("got %q, want hello", b)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Eventually(t, "the shutdown to start", func() bool { return p.logs.Contains("shutting down") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(waitTimeout):
+		t.Fatal("ws2sse still runs after a second SIGTERM")
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("ws2sse ended with %v, want killed by the second SIGTERM", p.cmd.ProcessState)
+	}
+	if p.logs.Contains("ws2sse stopped") {
+		t.Error("the shutdown finished: the second signal was not what ended it")
+	}
+}
