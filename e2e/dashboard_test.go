@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -111,6 +112,32 @@ replay_on_connect = 10
 	p.waitFor("new events after resume", `document.querySelectorAll('#events li[data-kind="tick"]').length >= 2`, dashState, 0)
 	if reconnects := eval[string](p, `document.getElementById('tail-stats').textContent`); !strings.Contains(reconnects, " 0 reconnects") {
 		t.Errorf("tail stats %q, want no reconnect", reconnects)
+	}
+
+	// A paused tail keeps its rows when the channel shows a new event name;
+	// on resume, the events of that name are replayed into it.
+	p.do("choose ticker/btc again", chromedp.Click(chromedp.CSS(`tr[data-channel="ticker/btc"] button`)))
+	p.waitFor("the tail of /ticker/btc with its replayed quote",
+		`document.getElementById('tail-path').textContent === '/ticker/btc' && document.getElementById('tail-state').textContent === 'open' &&
+		 document.querySelector('#events li[data-kind="quote"]') !== null`, dashState, 0)
+	// A quote shown just before the pause: most likely after the last poll,
+	// so it is among the rows a resync would take down and replay.
+	btc.send(t, `{"type":"quote","symbol":"btc","bid":101.3,"ask":101.55}`)
+	p.waitFor("the second quote in the tail", `document.querySelectorAll('#events li[data-kind="quote"]').length === 2`, dashState, 0)
+	p.do("pause", chromedp.Click(chromedp.ID("tail-pause")))
+	rows = eval[int](p, `document.querySelectorAll('#events li').length`)
+	btc.send(t, `{"type":"trade","symbol":"btc","px":101.4}`)
+	trade := s.waitChannel(t, "ticker/btc", "the trade listed", func(c channelInfo) bool { return slices.Contains(c.EventNames, "trade") })
+	// The page learns the name in the poll that lists the trade's id.
+	p.waitFor("the dashboard to list the trade",
+		`document.querySelector('tr[data-channel="ticker/btc"] code.id')?.textContent === `+jsString(trade.LastEventID), dashState, 0)
+	if n := eval[int](p, `document.querySelectorAll('#events li').length`); n != rows {
+		t.Errorf("paused tail went from %d to %d rows when a new event name appeared", rows, n)
+	}
+	p.do("resume", chromedp.Click(chromedp.ID("tail-pause")))
+	p.waitFor("the trade in the tail after resume", `document.querySelector('#events li[data-kind="trade"]') !== null`, dashState, 0)
+	if n := eval[int](p, `document.querySelectorAll('#events li[data-kind="quote"]').length`); n != 2 {
+		t.Errorf("%d quote rows after resume, want 2: each event once", n)
 	}
 
 	if probs := p.consoleProblems(); len(probs) > 0 {

@@ -542,6 +542,7 @@
       opened: false, // the stream opened at least once
       paused: false,
       held: 0, // events received while paused
+      resyncDue: false, // names learned while paused: resync on resume
       queue: [], // items not rendered yet, oldest first
       timer: 0,
       names: new Set(BUILTIN_NAMES), // event names listened to
@@ -622,7 +623,8 @@
   // every event after that id has one of those names. t.anchor is the last
   // id of a poll that brought no new name while the stream was open: all
   // events after it with a new name come after it, and resuming from it
-  // replays them.
+  // replays them. A paused tail keeps its rows: the resync waits for the
+  // resume, and the anchor stays where it was meanwhile.
   function learnNames(t, resync) {
     const ch = channels.find((c) => channelPath(c) === t.path);
     if (!t.es) {
@@ -646,8 +648,9 @@
       }
     }
     if (!t.es) return;
-    if (added && resync) {
-      resyncTail(t);
+    if (added && resync) t.resyncDue = true;
+    if (t.resyncDue) {
+      if (!t.paused) resyncTail(t);
     } else if (t.es.readyState === EventSource.OPEN && ch.lastEventId) {
       t.anchor = ch.lastEventId;
     }
@@ -673,6 +676,7 @@
   // after it: the server replays them, with the events of the names just
   // learned.
   function resyncTail(t) {
+    t.resyncDue = false;
     const from = t.anchor || ORIGIN;
     for (const li of [...$('events').children]) { // newest first
       if (li.dataset.id && !idAfter(li.dataset.id, from)) break;
@@ -788,7 +792,8 @@
     b.setAttribute('aria-pressed', String(paused));
     if (!paused) {
       t.held = 0;
-      if (t.queue.length && !t.timer) t.timer = setTimeout(() => flush(t), 0);
+      if (t.resyncDue) resyncTail(t);
+      else if (t.queue.length && !t.timer) t.timer = setTimeout(() => flush(t), 0);
     }
     renderTail(t);
   }
