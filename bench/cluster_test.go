@@ -38,7 +38,7 @@ func TestCompareIDs(t *testing.T) {
 		}
 		return same(seq)
 	})
-	compared, differ, example, err := compareIDs([]string{a, b, c}, "/feed/0", 300*time.Millisecond)
+	compared, differ, example, err := compareIDs([]string{a, b, c}, "/feed/0", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

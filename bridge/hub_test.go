@@ -15,10 +15,12 @@ func TestHub(t *testing.T) {
 	t.Cleanup(h.Close)
 	opts := func(name string) Options {
 		// Only t/a goes idle during the test; the others are never
-		// subscribed to for a while and would otherwise close too.
+		// subscribed to for a while and would otherwise close too. t/a is
+		// not subscribed to at first either: its linger outlasts the
+		// steps before its subscriber on a loaded machine.
 		linger := time.Minute
 		if name == "t/a" {
-			linger = 20 * time.Millisecond
+			linger = 300 * time.Millisecond
 		}
 		return Options{
 			Name:     name,

@@ -107,7 +107,7 @@ func newWSServer(t *testing.T, handle func(ctx context.Context, c *srvConn)) *ws
 // client runs Run in the background and records what it reports.
 type client struct {
 	frames chan Frame
-	states chan Status
+	states chan stateAt
 	cancel context.CancelFunc
 	done   chan error
 
@@ -122,13 +122,13 @@ func startClient(t *testing.T, opts Options) *client {
 	t.Helper()
 	c := &client{
 		frames: make(chan Frame, 10000),
-		states: make(chan Status, 10000),
+		states: make(chan stateAt, 10000),
 		done:   make(chan error, 1),
 	}
 	if opts.OnFrame == nil {
 		opts.OnFrame = func(f Frame) { c.frames <- f }
 	}
-	opts.OnState = func(s Status) { c.states <- s }
+	opts.OnState = func(s Status) { c.states <- stateAt{s, time.Now()} }
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() { c.done <- Run(ctx, opts) }()
@@ -152,17 +152,29 @@ func (c *client) stop(t *testing.T) error {
 	return c.stopErr
 }
 
+// stateAt is a reported status and when it was reported.
+type stateAt struct {
+	Status
+	at time.Time
+}
+
 // nextState returns the next reported status.
 func (c *client) nextState(t *testing.T) Status {
 	t.Helper()
-	return recv(t, c.states, "a state change")
+	return recv(t, c.states, "a state change").Status
 }
 
 // expectState returns the next reported status and fails unless it is in
 // state want.
 func (c *client) expectState(t *testing.T, want State) Status {
 	t.Helper()
-	st := c.nextState(t)
+	return c.expectStateAt(t, want).Status
+}
+
+// expectStateAt is expectState with the time the status was reported.
+func (c *client) expectStateAt(t *testing.T, want State) stateAt {
+	t.Helper()
+	st := recv(t, c.states, "a state change")
 	if st.State != want {
 		t.Fatalf("state = %v (err %v), want %v", st.State, st.Err, want)
 	}
@@ -175,10 +187,9 @@ func (c *client) expectState(t *testing.T, want State) Status {
 func (c *client) expectDead(t *testing.T, want error, least, typical time.Duration) {
 	t.Helper()
 	c.expectState(t, StateConnecting)
-	c.expectState(t, StateUp)
-	upAt := time.Now()
-	down := c.expectState(t, StateDown)
-	took := time.Since(upAt)
+	up := c.expectStateAt(t, StateUp)
+	down := c.expectStateAt(t, StateDown)
+	took := down.at.Sub(up.at) // as reported, however late this goroutine reads them
 	if !errors.Is(down.Err, want) {
 		t.Errorf("down error = %v, want %v", down.Err, want)
 	}

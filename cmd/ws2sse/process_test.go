@@ -158,7 +158,7 @@ retry = "5s"
 	if took > grace+time.Second {
 		t.Errorf("exited %s after %s, want within shutdown_grace (%s)", took, sig, grace)
 	}
-	if p.logs.Contains("shutdown grace expired") {
+	if p.logs.Contains("closing remaining connections") {
 		t.Error("the shutdown took the whole grace period though every peer was responsive")
 	}
 

