@@ -62,11 +62,13 @@ func logOptions(opts Options) LogOptions {
 
 // clusterRun is one run of a channel in cluster mode.
 type clusterRun struct {
-	c      *Channel
-	gen    uint64 // the channel's run this is
-	log    Log
-	node   string
-	lease  string        // this run's lease value: the node's name and a random suffix
+	c   *Channel
+	gen uint64 // the channel's run this is
+	log Log
+	// lease is this run's lease value, the node's name and a random
+	// suffix. It also marks the run present: a run that ends cannot then
+	// take back the presence of the node's next run.
+	lease  string
 	synced chan struct{} // closed by readLoop once the log is loaded
 	lost   chan struct{} // capacity 1: an append found the lease gone
 	idle   bool          // the run ended because nobody needs it; written by leaseLoop
@@ -79,7 +81,7 @@ func (c *Channel) startClusterLocked() {
 	c.gen++
 	node := c.opts.Store.Node()
 	r := &clusterRun{
-		c: c, gen: c.gen, log: c.shared, node: node,
+		c: c, gen: c.gen, log: c.shared,
 		lease:  fmt.Sprintf("%s/%016x", node, rand.Uint64()),
 		synced: make(chan struct{}),
 		lost:   make(chan struct{}, 1),
@@ -215,7 +217,7 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 			h.stop()
 		}
 		if present {
-			_ = r.log.Present(ctx, r.node, 0)
+			_ = r.log.Present(ctx, r.lease, 0)
 		}
 	}()
 	timer := time.NewTimer(0)
@@ -235,7 +237,7 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 		if c.opts.Lazy {
 			if local > 0 {
 				quietSince = time.Time{}
-				if err = r.log.Present(ctx, r.node, ttl); err == nil {
+				if err = r.log.Present(ctx, r.lease, ttl); err == nil {
 					present = true
 				}
 			} else {
@@ -243,7 +245,7 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 					quietSince = now
 				}
 				if present {
-					if err = r.log.Present(ctx, r.node, 0); err == nil {
+					if err = r.log.Present(ctx, r.lease, 0); err == nil {
 						present = false
 					}
 				}

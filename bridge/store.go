@@ -71,10 +71,10 @@ type Log interface {
 	// the current state.
 	Release(ctx context.Context, lease string) error
 
-	// Present marks node as having subscribers for ttl; with ttl 0, as
-	// having none.
+	// Present marks node (a name that stands for one node, or one run of
+	// it) as having subscribers for ttl; with ttl 0, as having none.
 	Present(ctx context.Context, node string, ttl time.Duration) error
-	// Presence returns how many nodes have subscribers now.
+	// Presence returns how many of those have subscribers now.
 	Presence(ctx context.Context) (int, error)
 }
 
