@@ -126,6 +126,11 @@ replay_on_connect = 10
 	p.waitFor("the second quote in the tail", `document.querySelectorAll('#events li[data-kind="quote"]').length === 2`, dashState, 0)
 	p.do("pause", chromedp.Click(chromedp.ID("tail-pause")))
 	rows = eval[int](p, `document.querySelectorAll('#events li').length`)
+	// A quote held back by the pause, which a poll then lists.
+	btc.send(t, `{"type":"quote","symbol":"btc","bid":101.35,"ask":101.6}`)
+	held := s.waitChannel(t, "ticker/btc", "the third quote listed", func(c channelInfo) bool { return c.Events == 4 })
+	p.waitFor("the dashboard to list the third quote",
+		`document.querySelector('tr[data-channel="ticker/btc"] code.id')?.textContent === `+jsString(held.LastEventID), dashState, 0)
 	btc.send(t, `{"type":"trade","symbol":"btc","px":101.4}`)
 	trade := s.waitChannel(t, "ticker/btc", "the trade listed", func(c channelInfo) bool { return slices.Contains(c.EventNames, "trade") })
 	// The page learns the name in the poll that lists the trade's id.
@@ -136,8 +141,8 @@ replay_on_connect = 10
 	}
 	p.do("resume", chromedp.Click(chromedp.ID("tail-pause")))
 	p.waitFor("the trade in the tail after resume", `document.querySelector('#events li[data-kind="trade"]') !== null`, dashState, 0)
-	if n := eval[int](p, `document.querySelectorAll('#events li[data-kind="quote"]').length`); n != 2 {
-		t.Errorf("%d quote rows after resume, want 2: each event once", n)
+	if n := eval[int](p, `document.querySelectorAll('#events li[data-kind="quote"]').length`); n != 3 {
+		t.Errorf("%d quote rows after resume, want 3: each event once, the one held by the pause too", n)
 	}
 
 	if probs := p.consoleProblems(); len(probs) > 0 {

@@ -543,6 +543,7 @@
       paused: false,
       held: 0, // events received while paused
       resyncDue: false, // names learned while paused: resync on resume
+      lastId: '', // the id of the newest event received
       queue: [], // items not rendered yet, oldest first
       timer: 0,
       names: new Set(BUILTIN_NAMES), // event names listened to
@@ -610,6 +611,7 @@
       // Notices carry no id of their own; lastEventId is then the one of
       // the event before.
       const id = NOTICES.has(name) ? '' : e.lastEventId;
+      if (id) t.lastId = id;
       push(t, { name, id, data: e.data });
     });
   }
@@ -674,7 +676,7 @@
 
   // resyncTail opens the stream again from t.anchor and drops the rows
   // after it: the server replays them, with the events of the names just
-  // learned.
+  // learned. Items not shown yet (held by a pause) up to t.anchor stay.
   function resyncTail(t) {
     t.resyncDue = false;
     const from = t.anchor || ORIGIN;
@@ -683,11 +685,12 @@
       if (li.dataset.id) t.count--;
       li.remove();
     }
-    for (const it of t.queue) {
+    const cut = t.queue.findIndex((it) => it.id && idAfter(it.id, from));
+    for (const it of cut < 0 ? [] : t.queue.splice(cut)) {
       if (it.id) t.count--;
     }
-    t.queue = [];
     t.held = 0;
+    if (t.queue.length && !t.paused && !t.timer) t.timer = setTimeout(() => flush(t), 0);
     const u = new URL(t.path, location.href);
     u.searchParams.set('lastEventId', from);
     t.es.close();
@@ -811,6 +814,8 @@
       if (!tail) return;
       tail.queue = [];
       tail.held = 0;
+      // A resync still due replays only what comes after the cleared events.
+      if (tail.resyncDue && tail.lastId && idAfter(tail.lastId, tail.anchor || ORIGIN)) tail.anchor = tail.lastId;
       $('events').replaceChildren();
       renderTail(tail);
     });
