@@ -452,15 +452,16 @@ func TestLazy(t *testing.T) {
 	}
 
 	// The first subscriber connects it. (A channel nobody subscribes to
-	// goes idle too: OnIdle may have been called already.)
+	// goes idle too: OnIdle may have been called already, or be on its way
+	// until the channel has connected.)
 	s1 := subscribe(t, lazy, SubscribeOptions{})
-	idle0 := idle.Load()
 	fc := f.next(t)
 	if fc.path != "/lazy" {
 		t.Fatalf("connection on %s", fc.path)
 	}
 	fc.send(t, "one")
 	e1 := readN(t, s1, 1)[0]
+	idle0 := idle.Load()
 
 	// A subscriber that leaves and comes back within the linger keeps it.
 	s1.Close()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,20 +41,34 @@ func main() {
 }
 
 // shutdownSignals returns a context cancelled by the first SIGINT or
-// SIGTERM, which starts the graceful shutdown. A second one ends the
-// process at once, as it would have without a handler: the way out of a
-// grace that is taking too long.
+// SIGTERM, which starts the graceful shutdown. Another one, a second or
+// more later, ends the process at once, as it would have without a
+// handler: the way out of a grace that is taking too long. (One sooner is
+// taken for the same Ctrl-C, delivered twice: by the terminal and by a
+// supervisor that forwards it.)
 func shutdownSignals() (context.Context, context.CancelFunc) {
-	sigs := make(chan os.Signal, 2) // none is lost while the first is handled
+	sigs := make(chan os.Signal, 4) // none is lost while the first is handled
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-sigs
 		cancel()
-		sig := <-sigs
-		signal.Reset(os.Interrupt, syscall.SIGTERM)
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			_ = p.Signal(sig)
+		first := time.Now()
+		for sig := range sigs {
+			if time.Since(first) < time.Second {
+				continue
+			}
+			if log := runLog.Load(); log != nil {
+				log.Warn().Str("signal", sig.String()).Msg("second signal: exiting now, without waiting for the rest of the grace")
+			}
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = p.Signal(sig)
+			}
+			// Still here: the signal was ignored when ws2sse started
+			// (SIGINT, in the background of a script), and is again.
+			time.Sleep(100 * time.Millisecond)
+			os.Exit(exitFailure)
 		}
 	}()
 	return ctx, func() {
@@ -61,6 +76,10 @@ func shutdownSignals() (context.Context, context.CancelFunc) {
 		cancel()
 	}
 }
+
+// runLog is the logger of the running server, for the line of a forced
+// exit.
+var runLog atomic.Pointer[zerolog.Logger]
 
 // flags are the command line.
 type flags struct {
@@ -129,6 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, f.logFormat, level)
+	runLog.Store(&log)
 
 	cfg, err := loadConfig(f)
 	if err != nil {

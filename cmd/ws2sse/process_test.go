@@ -204,9 +204,11 @@ shutdown_grace = "3s"
 	}
 }
 
-// TestSecondSignal: a second SIGTERM during the shutdown ends the process
-// at once, killed by that signal, instead of waiting for the clients that
-// hold the grace up (here a WebSocket client that never answers the close).
+// TestSecondSignal: a second SIGTERM during the shutdown, a second or more
+// after the first, ends the process at once, killed by that signal,
+// instead of waiting for the clients that hold the grace up (here a
+// WebSocket client that never answers the close). One that follows the
+// first at once is taken for the same signal delivered twice.
 func TestSecondSignal(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
@@ -226,18 +228,64 @@ shutdown_grace = "60s"
 		t.Fatal(err)
 	}
 	wstest.Eventually(t, "the shutdown to start", func() bool { return p.logs.Contains("shutting down") })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(waitTimeout):
-		t.Fatal("ws2sse still runs after a second SIGTERM")
+	// Until a second has passed, one signal after another.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(waitTimeout)
+	for exited := false; !exited; {
+		select {
+		case <-p.exited:
+			exited = true
+		case <-tick.C:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		case <-timeout:
+			t.Fatal("ws2sse still runs after repeated SIGTERMs")
+		}
 	}
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Errorf("ws2sse ended with %v, want killed by the second SIGTERM", p.cmd.ProcessState)
 	}
+	if !p.logs.Contains("second signal: exiting now") {
+		t.Error("the forced exit was not logged")
+	}
 	if p.logs.Contains("ws2sse stopped") {
 		t.Error("the shutdown finished: the second signal was not what ended it")
+	}
+}
+
+// TestSignalTwiceAtOnce: a SIGTERM that follows the first within
+// milliseconds, as a terminal and a supervisor that forwards its signals
+// deliver one Ctrl-C, is the same one: the shutdown goes on to its end,
+// here the grace's cut-off of a WebSocket client that never answers the
+// close.
+func TestSignalTwiceAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	file := writeConfig(t, `
+[server]
+shutdown_grace = "3s"
+`+feedChannel(f))
+	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
+	up := f.conn(t, 1)
+	c := dialWS(t, "ws://"+p.addr+"/feed") // never read again: it never answers the close
+	up.send(t, "hello")
+	if _, b := readWS(t, c); string(b) != "hello" {
+		t.Fatalf("got %q, want hello", b)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Once the first has been taken (two sent together may be merged into
+	// one by the kernel), well within the second that follows it.
+	wstest.Eventually(t, "the shutdown to start", func() bool { return p.logs.Contains("shutting down") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 || !p.logs.Contains("ws2sse stopped") {
+		t.Errorf("ws2sse ended with %v, want a shutdown to its end and exit code 0", p.cmd.ProcessState)
+	}
+	if st := up.waitClosed(t); st != websocket.StatusGoingAway {
+		t.Errorf("feed connection closed with %v, want %v", st, websocket.StatusGoingAway)
 	}
 }

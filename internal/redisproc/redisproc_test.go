@@ -1,6 +1,7 @@
 package redisproc
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,10 @@ import (
 func TestStartOnlyOwnServer(t *testing.T) {
 	path, err := Path()
 	if err != nil {
-		t.Fatal(err) // .ci/run installs redis-server
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err) // .ci/run installs redis-server
+		}
+		t.Skip(err)
 	}
 	opts := Options{Dir: t.TempDir()}
 	a, err := Start(opts)

@@ -42,13 +42,14 @@ type Options struct {
 
 // Store is a bridge.Store on Redis. Each channel has a stream (its shared
 // log), a lease key, a key for the holder's upstream state and a sorted set
-// of the nodes that have subscribers, all under one hash tag:
+// of the nodes (each by its run's lease value) that have subscribers, all
+// under one hash tag:
 //
 //	<prefix>:{<channel>}:log       stream: fields p (previous id), n (event name), d (data), b ("1": binary), s (state)
 //	<prefix>:{<channel>}:lease     string: the holder's lease value ("<node>/<random>"), PX the lease
 //	<prefix>:{<channel>}:state     string: the holder's upstream state, as the JSON of an "upstream" notice
 //	<prefix>:{<channel>}:batch     string: the lease value and number of the last batch appended
-//	<prefix>:{<channel>}:presence  sorted set: node -> until when (unix ms, Redis's clock) it has subscribers
+//	<prefix>:{<channel>}:presence  sorted set: lease value -> until when (unix ms, Redis's clock) its node has subscribers
 //
 // The channel's name is escaped in keys: bytes other than [A-Za-z0-9._/-]
 // become %XX, so that no name can reach into another's keys.
