@@ -204,17 +204,16 @@ shutdown_grace = "3s"
 	}
 }
 
-// TestSecondSignal: a second SIGTERM during the shutdown, a second or more
-// after the first, ends the process at once, killed by that signal,
-// instead of waiting for the clients that hold the grace up (here a
-// WebSocket client that never answers the close). One that follows the
-// first at once is taken for the same signal delivered twice.
-func TestSecondSignal(t *testing.T) {
-	t.Parallel()
+// startHeldShutdown starts ws2sse with the shutdown grace given, gives it
+// a WebSocket client that never answers the close (it holds the shutdown
+// up until the grace's cut-off), sends it SIGTERM and waits for the
+// shutdown to start. It returns the process and its feed connection.
+func startHeldShutdown(t *testing.T, grace string) (*process, *feedConn) {
+	t.Helper()
 	f := newFeed(t)
 	file := writeConfig(t, `
 [server]
-shutdown_grace = "60s"
+shutdown_grace = "`+grace+`"
 `+feedChannel(f))
 	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
 	up := f.conn(t, 1)
@@ -223,11 +222,21 @@ shutdown_grace = "60s"
 	if _, b := readWS(t, c); string(b) != "hello" {
 		t.Fatalf("got %q, want hello", b)
 	}
-
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	wstest.Eventually(t, "the shutdown to start", func() bool { return p.logs.Contains("shutting down") })
+	return p, up
+}
+
+// TestSecondSignal: a second SIGTERM during the shutdown, a second or more
+// after the first, ends the process at once, killed by that signal,
+// instead of waiting for the clients that hold the grace up (here a
+// WebSocket client that never answers the close). One that follows the
+// first at once is taken for the same signal delivered twice.
+func TestSecondSignal(t *testing.T) {
+	t.Parallel()
+	p, _ := startHeldShutdown(t, "60s")
 	// Until a second has passed, one signal after another.
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -260,24 +269,9 @@ shutdown_grace = "60s"
 // close.
 func TestSignalTwiceAtOnce(t *testing.T) {
 	t.Parallel()
-	f := newFeed(t)
-	file := writeConfig(t, `
-[server]
-shutdown_grace = "3s"
-`+feedChannel(f))
-	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
-	up := f.conn(t, 1)
-	c := dialWS(t, "ws://"+p.addr+"/feed") // never read again: it never answers the close
-	up.send(t, "hello")
-	if _, b := readWS(t, c); string(b) != "hello" {
-		t.Fatalf("got %q, want hello", b)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p, up := startHeldShutdown(t, "3s")
 	// Once the first has been taken (two sent together may be merged into
 	// one by the kernel), well within the second that follows it.
-	wstest.Eventually(t, "the shutdown to start", func() bool { return p.logs.Contains("shutting down") })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
