@@ -199,9 +199,9 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 		failing    bool      // the last round had a store error
 	)
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
-		defer cancel()
 		if h != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+			defer cancel()
 			// The lease goes before the upstream has closed, so that
 			// another node can take over at once, even when the close
 			// handshake takes its time or a shutdown cut off at the end
@@ -217,6 +217,8 @@ func (r *clusterRun) leaseLoop(ctx context.Context) error {
 			h.stop()
 		}
 		if present {
+			ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+			defer cancel()
 			_ = r.log.Present(ctx, r.lease, 0)
 		}
 	}()
