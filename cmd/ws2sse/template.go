@@ -59,7 +59,7 @@ func templateRoute(hub *bridge.Hub, base bridge.Options, path string, maxChannel
 		vals := values(r)
 		opts := base
 		opts.Name = channelName(group, vals)
-		opts.Path = r.URL.Path
+		opts.Path = r.URL.EscapedPath() // as a client requests it again
 		opts.Upstream.URL = substituteURL(base.Upstream.URL, vars, vals)
 		opts.Upstream.Subscribe = make([][]byte, len(base.Upstream.Subscribe))
 		for i, frame := range base.Upstream.Subscribe {

@@ -376,6 +376,7 @@ subscribe = ['{"a":"{a}","b":"{b}"}']
 		{"/pair/x/y-z", "/ws/x%2Fy?b=z", `{"a":"x/y","b":"z"}`, "pair/x%2Fy/z"},
 		{"/pair/x-y/z", "/ws/x?b=y%2Fz", `{"a":"x","b":"y/z"}`, "pair/x/y%2Fz"},
 		{"/pair/%7Bb%7D-q", "/ws/%7Bb%7D?b=q", `{"a":"{b}","b":"q"}`, "pair/{b}/q"},
+		{"/pair/a%20b-50%25", "/ws/a%20b?b=50%25", `{"a":"a b","b":"50%"}`, "pair/a b/50%25"},
 	}
 	streams := make([]*sseStream, len(cases))
 	ups := make([]*feedConn, len(cases))
@@ -394,10 +395,12 @@ subscribe = ['{"a":"{a}","b":"{b}"}']
 			t.Errorf("%s: got %q, want the events of its own feed", c.path, ev.Data)
 		}
 	}
+	// /channels gives each channel's path as requested, escaped, so that
+	// the dashboard can request it again.
 	doc, body := getChannels(t, client, in)
 	for _, c := range cases {
-		if ch := doc.channel(c.name); ch == nil || ch.Clients != 1 {
-			t.Errorf("/channels has no channel %q with one client:\n%s", c.name, body)
+		if ch := doc.channel(c.name); ch == nil || ch.Clients != 1 || ch.Path != c.path {
+			t.Errorf("/channels has no channel %q at %s with one client:\n%s", c.name, c.path, body)
 		}
 	}
 }

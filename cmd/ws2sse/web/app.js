@@ -204,7 +204,7 @@
   // reads it as Go does; otherwise the server alone checks the value.
   function variableRegExp(re) {
     try {
-      return new RegExp('^(?:' + re + ')$');
+      return new RegExp('^(?:' + re + ')$', 'u');
     } catch (_) {
       return null;
     }
@@ -423,7 +423,7 @@
     $('no-channels').hidden = rows.length > 0;
     if (refocus) {
       const b = [...tbody.querySelectorAll('button[data-path]')].find((x) => x.dataset.path === refocus);
-      if (b) b.focus();
+      if (b) b.focus({ preventScroll: true }); // the poll must not move the page
     }
 
     let clients = 0;
@@ -567,14 +567,16 @@
   function connect(t, url) {
     const es = new EventSource(url || t.path);
     t.es = es;
-    es.addEventListener('open', () => {
-      if (t.es !== es) return;
+    // An upstream event named "open" or "error" comes as a MessageEvent
+    // to these too: only the stream's own are taken.
+    es.addEventListener('open', (e) => {
+      if (t.es !== es || e instanceof MessageEvent) return;
       if (t.opened) push(t, { local: 'ok', text: 'reconnected' });
       t.opened = true;
       renderTail(t);
     });
-    es.addEventListener('error', () => {
-      if (t.es !== es) return;
+    es.addEventListener('error', (e) => {
+      if (t.es !== es || e instanceof MessageEvent) return;
       if (es.readyState === EventSource.CONNECTING) {
         t.reconnects++;
         push(t, { local: 'warn', text: 'connection lost; the browser reconnects' });
@@ -601,7 +603,7 @@
 
   function listen(t, es, name) {
     es.addEventListener(name, (e) => {
-      if (t.es !== es) return;
+      if (t.es !== es || !(e instanceof MessageEvent)) return; // not the stream's own open or error
       if (name === 'gap') {
         const g = parseJSON(e.data);
         if (g && g.lastEventId === ORIGIN) return; // asked for
@@ -653,7 +655,7 @@
     if (added && resync) t.resyncDue = true;
     if (t.resyncDue) {
       if (!t.paused) resyncTail(t);
-    } else if (t.es.readyState === EventSource.OPEN && ch.lastEventId) {
+    } else if (t.es.readyState === EventSource.OPEN && ch.lastEventId && idAfter(ch.lastEventId, t.anchor || ORIGIN)) {
       t.anchor = ch.lastEventId;
     }
   }
@@ -814,12 +816,18 @@
       if (!tail) return;
       tail.queue = [];
       tail.held = 0;
-      // A resync still due replays only what comes after the cleared events.
-      if (tail.resyncDue && tail.lastId && idAfter(tail.lastId, tail.anchor || ORIGIN)) tail.anchor = tail.lastId;
+      // A resync replays only what comes after the cleared events.
+      if (tail.lastId && idAfter(tail.lastId, tail.anchor || ORIGIN)) tail.anchor = tail.lastId;
       $('events').replaceChildren();
       renderTail(tail);
     });
-    $('tail-close').addEventListener('click', () => closeTail(false));
+    $('tail-close').addEventListener('click', () => {
+      const path = tail && tail.path;
+      closeTail(false);
+      // Focus goes back to the channel the tail was of, not to the page.
+      const b = [...document.querySelectorAll('#channels button[data-path]')].find((x) => x.dataset.path === path);
+      if (b) b.focus();
+    });
     $('tail-raw').addEventListener('click', () => {
       raw = !raw;
       $('tail-raw').setAttribute('aria-pressed', String(raw));

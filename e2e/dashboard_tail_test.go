@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// pollCounter counts the dashboard's finished polls of /channels in
+// window.polls.
+const pollCounter = `(() => {
+  if (window.polls !== undefined) return;
+  window.polls = 0;
+  const fetch = window.fetch;
+  window.fetch = (...args) => fetch(...args).then((r) => { setTimeout(() => { window.polls++; }, 50); return r; });
+})()`
+
+// TestDashboardTailNames: the tail of a templated channel whose value
+// needs escaping shows its named events; a variable pattern in Go syntax
+// that JavaScript reads otherwise is left to the server; upstream events
+// named "open" and "error" are events like any other, not the stream's
+// own. The page does not scroll back to the channel list on every poll,
+// and closing the tail leaves the focus on its channel.
+func TestDashboardTailNames(t *testing.T) {
+	t.Parallel()
+	p := newPage(t)
+	f := newFeed(t)
+	s := startWS2SSE(t, fmt.Sprintf(`
+[[channel]]
+name = "ticker"
+path = "/ticker/{symbol}"
+url = "ws://%[1]s/ws/{symbol}"
+event_field = "type"
+
+[[channel]]
+name = "letters"
+path = '/l/{word:\pL+}'
+url = "ws://%[1]s/ws/{word}"
+
+[[channel]]
+name = "feed"
+path = "/feed"
+url = "ws://%[1]s/ws/feed"
+event_field = "type"
+lazy = false
+`, f.host()))
+	p.do("set the viewport", chromedp.EmulateViewport(1280, 800))
+	p.navigate(s.base + "/")
+	p.run(pollCounter)
+
+	// A value with a space, from the form.
+	p.do("open ticker/a b from the form",
+		chromedp.SendKeys(chromedp.CSS(`form[data-route="ticker"] input[name="symbol"]`), "a b"),
+		chromedp.Click(chromedp.CSS(`form[data-route="ticker"] button[type="submit"]`)),
+	)
+	p.waitFor("the tail to open", `document.getElementById('tail-state').textContent === 'open'`, dashState, 0)
+	f.conn(t, "/ws/a b").send(t, `{"type":"quote","n":1}`)
+	p.waitFor("the quote in the tail, and the channel's row selected",
+		`document.querySelector('#events li[data-kind="quote"]') !== null &&
+		 document.querySelector('tr[data-channel="ticker/a b"]')?.classList.contains('selected')`, dashState, 0)
+
+	// \pL is Go's (and JavaScript's only with the u flag).
+	p.do("open letters/btc from the form",
+		chromedp.SendKeys(chromedp.CSS(`form[data-route="letters"] input[name="word"]`), "btc"),
+		chromedp.Click(chromedp.CSS(`form[data-route="letters"] button[type="submit"]`)),
+	)
+	p.waitFor("the tail of /l/btc", `document.getElementById('tail-path').textContent === '/l/btc'`, dashState, 0)
+
+	// Events named "open" and "error" on /feed.
+	p.run(`location.hash = '/feed'`)
+	p.waitFor("the tail of /feed", `document.getElementById('tail-path').textContent === '/feed' && document.getElementById('tail-state').textContent === 'open'`, dashState, 0)
+	up := f.conn(t, "/ws/feed")
+	up.send(t, `{"type":"open","n":1}`)
+	up.send(t, `{"type":"error","n":2}`)
+	last := s.waitChannel(t, "feed", "both names listed", func(c channelInfo) bool { return len(c.EventNames) == 2 })
+	p.waitFor("the dashboard to list the second event",
+		`document.querySelector('tr[data-channel="feed"] code.id')?.textContent === `+jsString(last.LastEventID), dashState, 0)
+	p.waitFor("both events in the tail",
+		`document.querySelectorAll('#events li[data-kind="open"], #events li[data-kind="error"]').length === 2`, dashState, 0)
+	// Two more polls: a stream of its own reopened or failing would show by then.
+	p.run(`window.pollsAt = window.polls`)
+	p.waitFor("two more polls", `window.polls >= window.pollsAt + 2`, dashState, 0)
+	rows := eval[[]string](p, `[...document.querySelectorAll('#events li')].map((li) => li.dataset.kind + ' ' + (li.item ? li.item.data : ''))`)
+	want := []string{`error {"type":"error","n":2}`, `open {"type":"open","n":1}`}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("tail rows %q, want %q", rows, want)
+	}
+
+	// The page stays where it was scrolled, though the focused channel
+	// button is rebuilt by every poll.
+	p.do("set a short viewport", chromedp.EmulateViewport(1280, 420))
+	p.run(`document.querySelector('tr[data-channel="feed"] button').focus()`)
+	p.run(`window.scrollTo(0, document.body.scrollHeight)`)
+	y := eval[float64](p, `window.scrollY`)
+	if y == 0 {
+		t.Fatal("the page does not scroll: the viewport is too tall for this check")
+	}
+	p.run(`window.pollsAt = window.polls`)
+	p.waitFor("two more polls", `window.polls >= window.pollsAt + 2`, dashState, 0)
+	if got := eval[float64](p, `window.scrollY`); got != y {
+		t.Errorf("a poll scrolled the page from %v to %v", y, got)
+	}
+	p.run(`(() => { const b = document.getElementById('tail-close'); b.focus(); b.click(); })()`) // as with the keyboard
+	if got := eval[string](p, `document.activeElement?.dataset?.path || document.activeElement?.tagName`); got != "/feed" {
+		t.Errorf("after closing the tail the focus is on %s, want the /feed channel's button", got)
+	}
+	if probs := p.consoleProblems(); len(probs) > 0 {
+		t.Errorf("the page reported errors:\n%s", probs)
+	}
+}
