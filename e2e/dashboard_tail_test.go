@@ -20,7 +20,7 @@ const pollCounter = `(() => {
 // needs escaping shows its named events; a variable pattern in Go syntax
 // that JavaScript reads otherwise is left to the server; upstream events
 // named "open" and "error" are events like any other, not the stream's
-// own. The page does not scroll back to the channel list on every poll,
+// own, and JSON data is laid out without changing a number or a key. The page does not scroll back to the channel list on every poll,
 // and closing the tail leaves the focus on its channel.
 func TestDashboardTailNames(t *testing.T) {
 	t.Parallel()
@@ -71,7 +71,7 @@ lazy = false
 	p.run(`location.hash = '/feed'`)
 	p.waitFor("the tail of /feed", `document.getElementById('tail-path').textContent === '/feed' && document.getElementById('tail-state').textContent === 'open'`, dashState, 0)
 	up := f.conn(t, "/ws/feed")
-	up.send(t, `{"type":"open","n":1}`)
+	up.send(t, `{"type":"open","px":101.50,"k":1,"k":2}`)
 	up.send(t, `{"type":"error","n":2}`)
 	last := s.waitChannel(t, "feed", "both names listed", func(c channelInfo) bool { return len(c.EventNames) == 2 })
 	p.waitFor("the dashboard to list the second event",
@@ -82,9 +82,14 @@ lazy = false
 	p.run(`window.pollsAt = window.polls`)
 	p.waitFor("two more polls", `window.polls >= window.pollsAt + 2`, dashState, 0)
 	rows := eval[[]string](p, `[...document.querySelectorAll('#events li')].map((li) => li.dataset.kind + ' ' + (li.item ? li.item.data : ''))`)
-	want := []string{`error {"type":"error","n":2}`, `open {"type":"open","n":1}`}
+	want := []string{`error {"type":"error","n":2}`, `open {"type":"open","px":101.50,"k":1,"k":2}`}
 	if fmt.Sprint(rows) != fmt.Sprint(want) {
 		t.Errorf("tail rows %q, want %q", rows, want)
+	}
+	// Laid out for reading, with the numbers and keys as they came.
+	shown := eval[string](p, `document.querySelector('#events li[data-kind="open"] .ev-data').textContent`)
+	if want := `{ "type": "open", "px": 101.50, "k": 1, "k": 2 }`; shown != want {
+		t.Errorf("the open event shows as %s, want %s", shown, want)
 	}
 
 	// The page stays where it was scrolled, though the focused channel

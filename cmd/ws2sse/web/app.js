@@ -69,20 +69,70 @@
   }
 
   // prettyJSON returns data laid out for reading when it is a JSON object
-  // or array that survives a round trip through JavaScript numbers, else
-  // null.
+  // or array, else null. Numbers and the order and repetition of keys are
+  // shown as they came; strings as JavaScript reads them (escapes that
+  // only spell a character, such as \u003c, are written as the character).
   function prettyJSON(data) {
     const t = data.trim();
     if (!t || (t[0] !== '{' && t[0] !== '[')) return null;
-    // Digits beyond a double's precision would change on the way.
-    if (/[0-9][0-9.eE+-]{15,}/.test(t.replace(/"(?:[^"\\]|\\.)*"/g, '""'))) return null;
-    let v;
     try {
-      v = JSON.parse(t);
+      JSON.parse(t);
     } catch (_) {
       return null; // not JSON: shown as it came
     }
-    return layoutJSON(v, '');
+    return layoutJSON(parseRaw(t), '');
+  }
+
+  // parseRaw reads valid JSON text into a tree whose leaves are their
+  // source text: {members: [[key, value], ...]} for an object, {items:
+  // [...]} for an array.
+  function parseRaw(s) {
+    let i = 0;
+    const space = () => {
+      while (i < s.length && ' \t\n\r'.includes(s[i])) i++;
+    };
+    const token = (re) => {
+      re.lastIndex = i;
+      re.exec(s);
+      const text = s.slice(i, re.lastIndex);
+      i = re.lastIndex;
+      return text;
+    };
+    const STRING = /"(?:[^"\\]|\\.)*"/y;
+    const SCALAR = /[^,\]}\s]+/y;
+    function value() {
+      space();
+      if (s[i] === '{' || s[i] === '[') {
+        const object = s[i++] === '{';
+        const list = [];
+        space();
+        if (s[i] === (object ? '}' : ']')) {
+          i++;
+        } else {
+          for (;;) {
+            if (object) {
+              space();
+              const key = token(STRING);
+              space();
+              i++; // :
+              list.push([key, value()]);
+            } else {
+              list.push(value());
+            }
+            space();
+            if (s[i++] !== ',') break;
+          }
+        }
+        return object ? { members: list } : { items: list };
+      }
+      return token(s[i] === '"' ? STRING : SCALAR);
+    }
+    return value();
+  }
+
+  // leaf writes a string as JavaScript reads it, anything else as it came.
+  function leaf(text) {
+    return text[0] === '"' ? JSON.stringify(JSON.parse(text)) : text;
   }
 
   const JSON_LINE = 110; // a value that fits in this many characters stays on one line
@@ -91,21 +141,20 @@
   // indented by two spaces a level.
   function layoutJSON(v, indent) {
     const flat = flatJSON(v);
-    if (v === null || typeof v !== 'object' || indent.length + flat.length <= JSON_LINE) return flat;
+    if (typeof v === 'string' || indent.length + flat.length <= JSON_LINE) return flat;
     const inner = indent + '  ';
-    if (Array.isArray(v)) {
-      return '[\n' + v.map((x) => inner + layoutJSON(x, inner)).join(',\n') + '\n' + indent + ']';
+    if (v.items) {
+      return '[\n' + v.items.map((x) => inner + layoutJSON(x, inner)).join(',\n') + '\n' + indent + ']';
     }
-    return '{\n' + Object.keys(v).map((k) => inner + JSON.stringify(k) + ': ' + layoutJSON(v[k], inner)).join(',\n') +
+    return '{\n' + v.members.map(([k, x]) => inner + leaf(k) + ': ' + layoutJSON(x, inner)).join(',\n') +
       '\n' + indent + '}';
   }
 
   function flatJSON(v) {
-    if (v === null || typeof v !== 'object') return JSON.stringify(v);
-    if (Array.isArray(v)) return '[' + v.map(flatJSON).join(', ') + ']';
-    const keys = Object.keys(v);
-    if (!keys.length) return '{}';
-    return '{ ' + keys.map((k) => JSON.stringify(k) + ': ' + flatJSON(v[k])).join(', ') + ' }';
+    if (typeof v === 'string') return leaf(v);
+    if (v.items) return '[' + v.items.map(flatJSON).join(', ') + ']';
+    if (!v.members.length) return '{}';
+    return '{ ' + v.members.map(([k, x]) => leaf(k) + ': ' + flatJSON(x)).join(', ') + ' }';
   }
 
   const JSON_TOKEN = /("(?:[^"\\]|\\.)*")(\s*:)?|\b(?:true|false|null)\b|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
