@@ -96,6 +96,7 @@ type Channel struct {
 	clients   [numTransports]int // subscribers per transport
 	everUp    bool               // the upstream connected at least once
 	names     []string           // event names seen, in order of first appearance, at most maxNames
+	moreNames bool               // names were seen past maxNames
 	state     upstream.Status    // latest upstream state
 	stateTime time.Time          // when state was entered
 	gen       uint64             // current upstream run; frames of older runs are dropped
@@ -264,10 +265,20 @@ func (c *Channel) publish(gen uint64, f upstream.Frame) {
 	}
 	c.last, c.lastTime = key, now
 	c.n.eventsIn.Add(1)
-	if len(c.names) < maxNames && !slices.Contains(c.names, name) {
-		c.names = append(c.names, name)
-	}
+	c.noteNameLocked(name)
 	c.pushLocked(e)
+}
+
+// noteNameLocked remembers an event name for Info.
+func (c *Channel) noteNameLocked(name string) {
+	if slices.Contains(c.names, name) {
+		return
+	}
+	if len(c.names) < maxNames {
+		c.names = append(c.names, name)
+	} else {
+		c.moreNames = true
+	}
 }
 
 // pushLocked appends e to the ring and wakes every subscriber, ending the
@@ -392,6 +403,8 @@ type Info struct {
 	LastEventID   string
 	LastEventTime time.Time // zero when no event arrived yet
 	EventNames    []string  // names of the events seen, first 32 distinct
+	MoreNames     bool      // more names were seen than EventNames holds
+	Replay        int       // Options.Replay: how many events a resume can get
 	// Holder reports, with a Store, that this process holds the upstream
 	// lease. State is then the holder's upstream state, wherever it is.
 	Holder bool
@@ -414,7 +427,7 @@ func (c *Channel) Info() Info {
 	inf := Info{
 		Name: c.opts.Name, Group: c.opts.Group, Path: c.opts.Path, Lazy: c.opts.Lazy,
 		State: c.state, StateSince: c.stateTime, LastEventTime: c.lastTime,
-		EventNames: slices.Clone(c.names), Holder: c.holding,
+		EventNames: slices.Clone(c.names), MoreNames: c.moreNames, Replay: c.opts.Replay, Holder: c.holding,
 		Stats: Stats{
 			EventsIn: c.n.eventsIn.Load(), SlowClients: c.n.slow.Load(),
 			Subscriptions: c.n.subscriptions.Load(), Reconnects: c.n.reconnects.Load(),

@@ -575,9 +575,7 @@ func (c *Channel) pushRecordLocked(rec Record, k eventKey) {
 	}
 	c.last, c.lastTime = k, t
 	c.n.eventsIn.Add(1)
-	if len(c.names) < maxNames && !slices.Contains(c.names, name) {
-		c.names = append(c.names, name)
-	}
+	c.noteNameLocked(name)
 	c.pushLocked(e)
 }
 

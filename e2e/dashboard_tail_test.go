@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -113,4 +114,48 @@ lazy = false
 	if probs := p.consoleProblems(); len(probs) > 0 {
 		t.Errorf("the page reported errors:\n%s", probs)
 	}
+}
+
+// TestDashboardTailNoReplay: on a channel that keeps no replay, a new
+// event name does not take down the rows shown (there is nothing to
+// replay them from); the new name is heard from then on. A channel with
+// more names than the server lists says so in the tail.
+func TestDashboardTailNoReplay(t *testing.T) {
+	t.Parallel()
+	p := newPage(t)
+	f := newFeed(t)
+	s := startWS2SSE(t, fmt.Sprintf(`
+[[channel]]
+name = "live"
+path = "/live"
+url = "ws://%s/ws/live"
+event_field = "type"
+lazy = false
+replay = 0
+`, f.host()))
+	p.navigate(s.base + "/#/live")
+	p.waitFor("the tail of /live", `document.getElementById('tail-state').textContent === 'open'`, dashState, 0)
+	up := f.conn(t, "/ws/live")
+	for i := 1; i <= 3; i++ {
+		up.send(t, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	up.send(t, `{"type":"trade","n":4}`)
+	trade := s.waitChannel(t, "live", "the trade listed", func(c channelInfo) bool { return slices.Contains(c.EventNames, "trade") })
+	p.waitFor("the dashboard to list the trade",
+		`document.querySelector('tr[data-channel="live"] code.id')?.textContent === `+jsString(trade.LastEventID), dashState, 0)
+	if n := eval[int](p, `document.querySelectorAll('#events li[data-kind="message"]').length`); n != 3 {
+		t.Errorf("%d message rows once the trade's name was learned, want the 3 shown before", n)
+	}
+	up.send(t, `{"type":"trade","n":5}`)
+	p.waitFor("the next trade in the tail", `document.querySelector('#events li[data-kind="trade"]') !== null`, dashState, 0)
+	if got := eval[[]string](p, `[...document.querySelectorAll('#events li[data-kind="trade"]')].map((li) => li.item.data)`); len(got) != 1 || got[0] != `{"type":"trade","n":5}` {
+		t.Errorf("trade rows %q, want the one sent after its name was learned", got)
+	}
+
+	// 33 names more: past the server's list of 32.
+	for i := range 33 {
+		up.send(t, fmt.Sprintf(`{"type":"kind%d"}`, i))
+	}
+	p.waitFor("the note on names not shown", `!document.getElementById('tail-note').hidden &&
+		document.getElementById('tail-note').textContent.includes('more event names')`, dashState, 0)
 }

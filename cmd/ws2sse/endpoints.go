@@ -64,7 +64,9 @@ type channelJSON struct {
 	LastEventID        string         `json:"lastEventId,omitempty"`
 	LastEventTime      *time.Time     `json:"lastEventTime,omitempty"`
 	EventNames         []string       `json:"eventNames"`
-	Holder             bool           `json:"holder,omitempty"` // cluster mode: this instance holds the upstream
+	MoreEventNames     bool           `json:"moreEventNames,omitempty"` // more names than eventNames lists were seen
+	Replay             int            `json:"replay"`                   // events the replay buffer keeps: 0, no resume
+	Holder             bool           `json:"holder,omitempty"`         // cluster mode: this instance holds the upstream
 }
 
 // routeJSON is one configured channel path in /channels, so that a page can
@@ -90,7 +92,8 @@ func channels(hub *bridge.Hub, cfg *config.Config) http.HandlerFunc {
 				StateSince: inf.StateSince.UTC(), Clients: inf.Clients(),
 				ClientsByTransport: make(map[string]int, len(bridge.Transports)),
 				EventsIn:           inf.EventsIn, SlowClients: inf.SlowClients, Reconnects: inf.Reconnects,
-				LastEventID: inf.LastEventID, EventNames: inf.EventNames, Holder: inf.Holder,
+				LastEventID: inf.LastEventID, EventNames: inf.EventNames, MoreEventNames: inf.MoreNames,
+				Replay: inf.Replay, Holder: inf.Holder,
 			}
 			if cj.EventNames == nil {
 				cj.EventNames = []string{}

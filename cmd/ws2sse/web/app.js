@@ -692,16 +692,22 @@
       $('tail-note').hidden = false;
       return;
     }
-    $('tail-note').hidden = true;
+    $('tail-note').textContent = 'This channel has more event names than the server lists (' + ch.eventNames.length +
+      '): events of the others are not shown.';
+    $('tail-note').hidden = ch.moreEventNames !== true;
     let added = false;
     for (const n of ch.eventNames) {
       if (typeof n === 'string' && n && !t.names.has(n)) {
         t.names.add(n);
+        if (t.es) listen(t, t.es, n); // heard from now on
         added = true;
       }
     }
     if (!t.es) return;
-    if (added && resync) t.resyncDue = true;
+    // The events of a new name before now were passed over; reopening the
+    // stream from the anchor replays them, unless the channel keeps no
+    // replay: the rows after the anchor would then go for nothing.
+    if (added && resync && ch.replay !== 0) t.resyncDue = true;
     if (t.resyncDue) {
       if (!t.paused) resyncTail(t);
     } else if (t.es.readyState === EventSource.OPEN && ch.lastEventId && idAfter(ch.lastEventId, t.anchor || ORIGIN)) {
