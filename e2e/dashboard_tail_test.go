@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -158,4 +160,33 @@ replay = 0
 	}
 	p.waitFor("the note on names not shown", `!document.getElementById('tail-note').hidden &&
 		document.getElementById('tail-note').textContent.includes('more event names')`, dashState, 0)
+}
+
+// TestDashboardTailOutage: while the network between the browser and
+// ws2sse is down, the browser tries again and again; the tail shows the
+// outage once (a lost row, a reconnected row) and counts one reconnect.
+func TestDashboardTailOutage(t *testing.T) {
+	t.Parallel()
+	p := newPage(t)
+	f := newFeed(t)
+	s := startWS2SSE(t, feedChannel(f, "", `retry = "200ms"`, ""))
+	r := newRelay(t, s.addr)
+	p.navigate("http://" + r.addr() + "/#/feed")
+	p.waitFor("the tail of /feed", `document.getElementById('tail-state').textContent === 'open'`, dashState, 0)
+
+	r.block()
+	for deadline := time.Now().Add(waitTimeout); r.refusedCount() < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections tried while the network was down, want 3 or more", r.refusedCount())
+		}
+	}
+	r.unblock()
+	p.waitFor("the tail open again", `document.getElementById('tail-state').textContent === 'open' &&
+		document.querySelector('#events li.local.ok') !== null`, dashState, 0)
+	if stats := eval[string](p, `document.getElementById('tail-stats').textContent`); !regexp.MustCompile(` 1 reconnect( ·|$)`).MatchString(stats) {
+		t.Errorf("tail stats %q, want 1 reconnect", stats)
+	}
+	if n := eval[[]int](p, `[document.querySelectorAll('#events li.local.warn').length, document.querySelectorAll('#events li.local.ok').length]`); n[0] != 1 || n[1] != 1 {
+		t.Errorf("%d lost and %d reconnected rows, want one of each", n[0], n[1])
+	}
 }

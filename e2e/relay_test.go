@@ -19,6 +19,7 @@ type relay struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]bool // open connections, both sides; guarded by mu
 	blocked bool              // refuse new connections; guarded by mu
+	refused int               // connections refused while blocked; guarded by mu
 	heads   []*bytes.Buffer   // the first bytes each connection sent to ws2sse; guarded by mu
 }
 
@@ -55,6 +56,9 @@ func (r *relay) acceptLoop() {
 		}
 		r.mu.Lock()
 		blocked := r.blocked
+		if blocked {
+			r.refused++
+		}
 		r.mu.Unlock()
 		if blocked {
 			c.Close()
@@ -123,6 +127,13 @@ func (r *relay) block() {
 	r.blocked = true
 	r.mu.Unlock()
 	r.cut()
+}
+
+// refusedCount returns how many connections were refused while blocked.
+func (r *relay) refusedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
 }
 
 func (r *relay) unblock() {

@@ -587,8 +587,9 @@
       path,
       es: null,
       count: 0, // events received
-      reconnects: 0, // error -> CONNECTING transitions
+      reconnects: 0, // times the stream opened again after it was lost
       opened: false, // the stream opened at least once
+      lost: false, // the stream was lost and is not open again yet
       paused: false,
       held: 0, // events received while paused
       resyncDue: false, // names learned while paused: resync on resume
@@ -620,15 +621,20 @@
     // to these too: only the stream's own are taken.
     es.addEventListener('open', (e) => {
       if (t.es !== es || e instanceof MessageEvent) return;
-      if (t.opened) push(t, { local: 'ok', text: 'reconnected' });
+      if (t.opened && t.lost) {
+        t.reconnects++;
+        push(t, { local: 'ok', text: 'reconnected' });
+      }
       t.opened = true;
+      t.lost = false;
       renderTail(t);
     });
     es.addEventListener('error', (e) => {
       if (t.es !== es || e instanceof MessageEvent) return;
       if (es.readyState === EventSource.CONNECTING) {
-        t.reconnects++;
-        push(t, { local: 'warn', text: 'connection lost; the browser reconnects' });
+        // One row an outage, however many attempts the browser makes.
+        if (!t.lost) push(t, { local: 'warn', text: 'connection lost; the browser reconnects' });
+        t.lost = true;
       } else if (es.readyState === EventSource.CLOSED) {
         push(t, { local: 'bad', text: 'stream closed: the server refused it (wrong path, not allowed, or overloaded). Choose the channel again to retry.' });
       }
@@ -752,6 +758,7 @@
     u.searchParams.set('lastEventId', from);
     t.es.close();
     t.opened = false; // not a reconnect to report
+    t.lost = false;
     connect(t, u.pathname + u.search);
   }
 
