@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -189,4 +190,40 @@ func TestDashboardTailOutage(t *testing.T) {
 	if n := eval[[]int](p, `[document.querySelectorAll('#events li.local.warn').length, document.querySelectorAll('#events li.local.ok').length]`); n[0] != 1 || n[1] != 1 {
 		t.Errorf("%d lost and %d reconnected rows, want one of each", n[0], n[1])
 	}
+}
+
+// TestDashboardTableHeld: the channel table, rebuilt by every poll, waits
+// while a press on it is held (the click it makes opens the tail) and
+// while text in it is selected (the selection stays).
+func TestDashboardTableHeld(t *testing.T) {
+	t.Parallel()
+	p := newPage(t)
+	f := newFeed(t)
+	s := startWS2SSE(t, feedChannel(f, "", "", ""))
+	p.navigate(s.base + "/")
+	p.run(pollCounter)
+	p.waitFor("the feed channel listed", `document.querySelector('tr[data-channel="feed"] button') !== null`, dashState, 0)
+
+	at := eval[[]float64](p, `(() => { const r = document.querySelector('tr[data-channel="feed"] button').getBoundingClientRect();
+		return [r.x + r.width / 2, r.y + r.height / 2]; })()`)
+	p.do("press on the feed channel", chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, at[0], at[1],
+		chromedp.ButtonType(input.MouseButtonLeft), chromedp.ClickCount(1)))
+	p.run(`window.pollsAt = window.polls`)
+	p.waitFor("two polls while pressed", `window.polls >= window.pollsAt + 2`, dashState, 0)
+	p.do("release", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, at[0], at[1],
+		chromedp.ButtonType(input.MouseButtonLeft), chromedp.ClickCount(1)))
+	p.waitFor("the tail of /feed", `document.getElementById('tail-path').textContent === '/feed'`, dashState, 0)
+
+	p.run(`(() => { const r = document.createRange(); r.selectNodeContents(document.querySelector('tr[data-channel="feed"] .meta code'));
+		getSelection().removeAllRanges(); getSelection().addRange(r); })()`)
+	p.run(`window.pollsAt = window.polls`)
+	p.waitFor("two polls while selected", `window.polls >= window.pollsAt + 2`, dashState, 0)
+	if sel := eval[string](p, `getSelection().toString()`); sel != "/feed" {
+		t.Errorf("the selection is %q after two polls, want /feed", sel)
+	}
+	// Once the selection is gone, the table catches up.
+	p.run(`getSelection().removeAllRanges()`)
+	up := f.conn(t, "/ws/feed")
+	up.send(t, "after")
+	p.waitFor("the event counted in the table", `document.querySelector('tr[data-channel="feed"] td[data-label="Events/s"] .sub').textContent === '1 total'`, dashState, 0)
 }

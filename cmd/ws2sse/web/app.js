@@ -462,7 +462,26 @@
     return tr;
   }
 
+  // The table is rebuilt by every poll. Not while a press on it is held or
+  // text in it is selected: the press would end on another element and
+  // the click be lost, the selection be dropped. It catches up after.
+  let tablePressed = false;
+  let tableStale = false; // a rebuild was put off
+
+  function tableBusy() {
+    const sel = document.getSelection();
+    return tablePressed || (sel && !sel.isCollapsed && $('channels').contains(sel.anchorNode));
+  }
+
+  // catchUp rebuilds the table if a rebuild was put off and nothing holds
+  // it any more.
+  function catchUp() {
+    if (tableStale && !tableBusy()) renderChannels();
+  }
+
   function renderChannels() {
+    tableStale = tableBusy();
+    if (tableStale) return;
     const tbody = $('channels').tBodies[0];
     const focused = document.activeElement;
     const refocus = focused && focused.dataset && focused.closest('#channels') ? focused.dataset.path : null;
@@ -873,6 +892,15 @@
   }
 
   document.addEventListener('DOMContentLoaded', () => {
+    $('channels').addEventListener('pointerdown', () => { tablePressed = true; });
+    for (const type of ['pointerup', 'pointercancel']) {
+      window.addEventListener(type, () => {
+        if (!tablePressed) return;
+        tablePressed = false;
+        setTimeout(catchUp, 0); // after the click this press makes
+      });
+    }
+    document.addEventListener('selectionchange', catchUp);
     $('tail-pause').addEventListener('click', () => { if (tail) setPause(tail, !tail.paused); });
     $('tail-clear').addEventListener('click', () => {
       if (!tail) return;
