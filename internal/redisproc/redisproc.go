@@ -198,53 +198,53 @@ func (p *Proc) Restart() error {
 
 // Ping sends PING to the server at addr and expects PONG.
 func Ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
+	return command(addr, "PING", func(head string, _ *bufio.Reader) error {
+		if head != "+PONG\r\n" {
+			return fmt.Errorf("PING answered %q", head)
+		}
+		return nil
+	})
 }
 
 // serverPID asks the server at addr for its process id (INFO server).
-func serverPID(addr string) (int, error) {
+func serverPID(addr string) (pid int, err error) {
+	err = command(addr, "INFO server", func(head string, r *bufio.Reader) error {
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+		if !strings.HasPrefix(head, "$") || err != nil {
+			return fmt.Errorf("INFO answered %q", head)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return err
+		}
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+				pid, err = strconv.Atoi(v)
+				return err
+			}
+		}
+		return errors.New("INFO server has no process_id")
+	})
+	return pid, err
+}
+
+// command sends an inline command to the server at addr and has read take
+// the answer: its first line, then the rest from r. All of it within a
+// second.
+func command(addr, cmd string, read func(head string, r *bufio.Reader) error) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
-		return 0, err
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return err
 	}
 	r := bufio.NewReader(c)
 	head, err := r.ReadString('\n')
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
-	if !strings.HasPrefix(head, "$") || err != nil {
-		return 0, fmt.Errorf("INFO answered %q", head)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO server has no process_id")
+	return read(head, r)
 }
