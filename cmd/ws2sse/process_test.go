@@ -176,19 +176,7 @@ retry = "5s"
 // connection cut.
 func TestSignalWebSocket(t *testing.T) {
 	t.Parallel()
-	f := newFeed(t)
-	file := writeConfig(t, `
-[server]
-shutdown_grace = "3s"
-`+feedChannel(f))
-	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
-	up := f.conn(t, 1)
-	c := dialWS(t, "ws://"+p.addr+"/feed")
-	up.send(t, "hello")
-	if _, b := readWS(t, c); string(b) != "hello" {
-		t.Fatalf("got %q, want hello", b)
-	}
-
+	p, _, c := startWithWebSocketClient(t, "3s")
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -204,11 +192,10 @@ shutdown_grace = "3s"
 	}
 }
 
-// startHeldShutdown starts ws2sse with the shutdown grace given, gives it
-// a WebSocket client that never answers the close (it holds the shutdown
-// up until the grace's cut-off), sends it SIGTERM and waits for the
-// shutdown to start. It returns the process and its feed connection.
-func startHeldShutdown(t *testing.T, grace string) (*process, *feedConn) {
+// startWithWebSocketClient starts ws2sse with the shutdown grace given and
+// a WebSocket client that has read a first event. It returns the process,
+// its feed connection and the client.
+func startWithWebSocketClient(t *testing.T, grace string) (*process, *feedConn, *websocket.Conn) {
 	t.Helper()
 	f := newFeed(t)
 	file := writeConfig(t, `
@@ -217,11 +204,21 @@ shutdown_grace = "`+grace+`"
 `+feedChannel(f))
 	p := startProcess(t, "-config", file, "-listen", "127.0.0.1:0")
 	up := f.conn(t, 1)
-	c := dialWS(t, "ws://"+p.addr+"/feed") // never read again: it never answers the close
+	c := dialWS(t, "ws://"+p.addr+"/feed")
 	up.send(t, "hello")
 	if _, b := readWS(t, c); string(b) != "hello" {
 		t.Fatalf("got %q, want hello", b)
 	}
+	return p, up, c
+}
+
+// startHeldShutdown starts ws2sse with the shutdown grace given, gives it
+// a WebSocket client that never answers the close (it holds the shutdown
+// up until the grace's cut-off), sends it SIGTERM and waits for the
+// shutdown to start. It returns the process and its feed connection.
+func startHeldShutdown(t *testing.T, grace string) (*process, *feedConn) {
+	t.Helper()
+	p, up, _ := startWithWebSocketClient(t, grace) // the client is never read again
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
